@@ -1,0 +1,3 @@
+from sslcli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Augmented views: batched ops with independent random parameters per sample, any device."""

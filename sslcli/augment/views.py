@@ -1,0 +1,173 @@
+"""One view of a batch: sample per-sample parameters from a recipe, then apply them.
+
+The op order is torchvision's SSL pipeline: random resized crop (with the horizontal flip,
+in one resampling step), colour jitter (its four ops in random order per sample), grayscale,
+Gaussian blur, solarisation. Parameter distributions follow torchvision's transforms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sslcli.augment import ops
+from sslcli.augment.counter_random import uniforms
+from sslcli.augment.recipe import ViewRecipe
+
+CROP_ATTEMPTS = 10
+JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+
+
+@dataclass
+class ViewParams:
+    """Per-sample parameters of one view; every field has one row per sample."""
+
+    boxes: torch.Tensor
+    """(N, 4) crop top, left, height, width in source pixels."""
+    flips: torch.Tensor
+    jittered: torch.Tensor
+    factors: torch.Tensor
+    """(N, 4) brightness, contrast, saturation factors and hue shift."""
+    order: torch.Tensor
+    """(N, 4) the order the jitter ops run in (indices into JITTER_OPS)."""
+    grayscale: torch.Tensor
+    blurred: torch.Tensor
+    sigmas: torch.Tensor
+    solarized: torch.Tensor
+
+    def record(self, index: int) -> dict[str, Any]:
+        """Sample ``index``'s parameters as plain data (for --json)."""
+        top, left, height, width = (int(v) for v in self.boxes[index].tolist())
+        record: dict[str, Any] = {
+            "crop": {"top": top, "left": left, "height": height, "width": width},
+            "flip": bool(self.flips[index]),
+            "jitter": None,
+            "grayscale": bool(self.grayscale[index]),
+            "blur_sigma": round(float(self.sigmas[index]), 4) if self.blurred[index] else None,
+            "solarize": bool(self.solarized[index]),
+        }
+        if self.jittered[index]:
+            factors = dict(zip(JITTER_OPS, self.factors[index].tolist(), strict=True))
+            record["jitter"] = {name: round(value, 4) for name, value in factors.items()}
+            record["jitter"]["order"] = [JITTER_OPS[i] for i in self.order[index].tolist()]
+        return record
+
+
+def _between(low: float, high: float, u: torch.Tensor) -> torch.Tensor:
+    return low + (high - low) * u
+
+
+def sample_crop_boxes(
+    recipe: ViewRecipe, heights: torch.Tensor, widths: torch.Tensor, u: torch.Tensor
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop.get_params for every sample at once.
+
+    ``u`` holds 4 uniforms per attempt: area, log aspect ratio, top, left.
+    """
+    height = heights.to(torch.float64).reshape(-1, 1)
+    width = widths.to(torch.float64).reshape(-1, 1)
+    u = u.reshape(-1, CROP_ATTEMPTS, 4)
+    area = height * width * _between(*recipe.crop_scale, u[..., 0])
+    log_low, log_high = (math.log(r) for r in recipe.crop_ratio)
+    ratio = torch.exp(_between(log_low, log_high, u[..., 1]))
+    crop_w = torch.round(torch.sqrt(area * ratio))
+    crop_h = torch.round(torch.sqrt(area / ratio))
+    fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+    first = fits.to(torch.int8).argmax(dim=1, keepdim=True)
+
+    def pick(values: torch.Tensor) -> torch.Tensor:
+        return values.gather(1, first).squeeze(1)
+
+    crop_h, crop_w = pick(crop_h), pick(crop_w)
+    top = torch.floor(pick(u[..., 2]) * (height.squeeze(1) - crop_h + 1))
+    left = torch.floor(pick(u[..., 3]) * (width.squeeze(1) - crop_w + 1))
+    boxes = torch.stack((top, left, crop_h, crop_w), dim=1)
+    return torch.where(
+        fits.any(dim=1, keepdim=True), boxes, _central_crops(recipe, heights, widths)
+    )
+
+
+def _central_crops(recipe: ViewRecipe, heights: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """torchvision's fallback when no attempt fits: the largest central crop in the ratios."""
+    height, width = heights.to(torch.float64), widths.to(torch.float64)
+    low, high = min(recipe.crop_ratio), max(recipe.crop_ratio)
+    ratio = width / height
+    crop_w = torch.where(ratio > high, torch.round(height * high), width)
+    crop_h = torch.where(ratio < low, torch.round(width / low), height)
+    top = torch.div(height - crop_h, 2, rounding_mode="floor")
+    left = torch.div(width - crop_w, 2, rounding_mode="floor")
+    return torch.stack((top, left, crop_h, crop_w), dim=1)
+
+
+def sample_view(
+    recipe: ViewRecipe,
+    sample_ids: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    seed: int,
+    view: int,
+) -> ViewParams:
+    """Draw the parameters of view number ``view`` for each sample (on the CPU)."""
+
+    def draw(stream: int, count: int) -> torch.Tensor:
+        return uniforms(seed, sample_ids, view * 8 + stream, count)
+
+    jitter_u = draw(2, 9)
+    strengths = recipe.jitter
+    factor_ranges = [(max(0.0, 1 - s), 1 + s) for s in strengths[:3]]
+    factor_ranges.append((-strengths[3], strengths[3]))
+    factors = torch.stack(
+        [_between(low, high, jitter_u[:, 1 + k]) for k, (low, high) in enumerate(factor_ranges)],
+        dim=1,
+    )
+    other_u = draw(3, 5)
+    return ViewParams(
+        boxes=sample_crop_boxes(recipe, heights, widths, draw(0, 4 * CROP_ATTEMPTS)).long(),
+        flips=draw(1, 1)[:, 0] < recipe.flip_prob,
+        jittered=jitter_u[:, 0] < recipe.jitter_prob,
+        factors=factors,
+        order=jitter_u[:, 5:9].argsort(dim=1),
+        grayscale=other_u[:, 0] < recipe.grayscale_prob,
+        blurred=other_u[:, 1] < recipe.blur_prob,
+        sigmas=_between(*recipe.blur_sigma, other_u[:, 2]),
+        solarized=other_u[:, 3] < recipe.solarize_prob,
+    )
+
+
+_JITTER_FUNCTIONS = (
+    ops.adjust_brightness,
+    ops.adjust_contrast,
+    ops.adjust_saturation,
+    ops.adjust_hue,
+)
+
+
+def _jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    for position in range(len(_JITTER_FUNCTIONS)):
+        for op_index, function in enumerate(_JITTER_FUNCTIONS):
+            chosen = (order[:, position] == op_index).nonzero().squeeze(1)
+            if len(chosen):
+                images[chosen] = function(images[chosen], factors[chosen, op_index])
+    return images
+
+
+def apply_view(images: torch.Tensor, params: ViewParams, recipe: ViewRecipe) -> torch.Tensor:
+    """Apply one view's parameters to a float batch in [0, 1] (padded images allowed)."""
+
+    def on(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(images.device, non_blocking=True)
+
+    views = ops.resized_crop(images, on(params.boxes), on(params.flips), recipe.size)
+    jittered = on(params.jittered.nonzero().squeeze(1))
+    if len(jittered):
+        factors, order = on(params.factors)[jittered], on(params.order)[jittered]
+        views[jittered] = _jitter(views[jittered], factors, order)
+    views = ops.to_grayscale(views, on(params.grayscale))
+    blurred = on(params.blurred.nonzero().squeeze(1))
+    if len(blurred):
+        sigmas = on(params.sigmas)[blurred]
+        views[blurred] = ops.gaussian_blur(views[blurred], sigmas, recipe.blur_kernel_size)
+    return ops.solarize(views, on(params.solarized))

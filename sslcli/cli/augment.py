@@ -1,0 +1,215 @@
+"""``sslcli augment``: write augmented views of images, and a contact sheet."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sslcli.cli.console import print_json, stderr
+from sslcli.errors import usage_error
+
+
+def _pair(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise usage_error(f"{option} takes two numbers like 0.2,1.0, got {text!r}") from None
+    if not 0 < low <= high:
+        raise usage_error(f"{option} needs 0 < low <= high, got {text!r}")
+    return low, high
+
+
+def _jitter(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [values[0], values[0], values[0], min(values[0] / 4, 0.5)]
+    if len(values) != 4 or min(values) < 0 or values[3] > 0.5:
+        raise usage_error(
+            f"--jitter takes one strength or brightness,contrast,saturation,hue; got {text!r}",
+            "e.g. --jitter 0.4 (hue = strength/4) or --jitter 0.4,0.4,0.2,0.1 (hue at most 0.5)",
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def _probability(value: float | None, option: str) -> float | None:
+    if value is not None and not 0 <= value <= 1:
+        raise usage_error(f"{option} is a probability between 0 and 1, got {value}")
+    return value
+
+
+def augment(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (walked recursively).", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the views (created).")],
+    preset: Annotated[
+        str, typer.Option(help="Recipe: simclr, byol, vicreg, moco-v2, dino, minimal.")
+    ] = "simclr",
+    views: Annotated[
+        int | None, typer.Option(help="Views per image [default: the preset's, 2; dino 8].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same views.")] = 0,
+    size: Annotated[
+        int | None, typer.Option(help="Side of the (global) views in pixels [default: 224].")
+    ] = None,
+    crop_scale: Annotated[
+        str | None, typer.Option(help="Crop area range as a fraction of the image, e.g. 0.2,1.0.")
+    ] = None,
+    crop_ratio: Annotated[
+        str | None, typer.Option(help="Crop aspect-ratio range, e.g. 0.75,1.333.")
+    ] = None,
+    jitter: Annotated[
+        str | None,
+        typer.Option(help="Colour jitter: one strength or brightness,contrast,saturation,hue."),
+    ] = None,
+    jitter_prob: Annotated[float | None, typer.Option(help="Probability of colour jitter.")] = None,
+    flip_prob: Annotated[
+        float | None, typer.Option(help="Probability of a horizontal flip.")
+    ] = None,
+    grayscale_prob: Annotated[float | None, typer.Option(help="Probability of grayscale.")] = None,
+    blur_prob: Annotated[float | None, typer.Option(help="Probability of Gaussian blur.")] = None,
+    solarize_prob: Annotated[
+        float | None, typer.Option(help="Probability of solarisation.")
+    ] = None,
+    local_size: Annotated[
+        int | None, typer.Option(help="Side of local crops (dino) [default: 96].")
+    ] = None,
+    grid: Annotated[
+        Path | None,
+        typer.Option(help="Also write a contact sheet PNG: originals beside their views."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images augmented together.")] = 64,
+    gpus: Annotated[
+        int | None, typer.Option(help="1: run on the GPU; 0: the CPU [default: GPU if present].")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Fail on the first unreadable image instead of skipping it.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Write what was written, with each view's parameters, to stdout."
+        ),
+    ] = False,
+) -> None:
+    """Write augmented views of images (crop, colour, blur ...) for siamese SSL."""
+    import torch
+
+    from sslcli.augment.files import (
+        augment_files,
+        contact_sheet,
+        output_paths,
+        refuse_overwriting,
+        save_png,
+    )
+    from sslcli.augment.presets import PRESETS, customise
+    from sslcli.data.images import discover_images
+    from sslcli.engine.launch import plan_launch
+    from sslcli.engine.progress import progress_bar
+    from sslcli.engine.runtime import make_runtime
+
+    chosen = PRESETS.create(preset)
+    count = chosen.default_views if views is None else views
+    if count < 1:
+        raise usage_error(f"--views must be 1 or more, got {count}")
+    if batch_size < 1:
+        raise usage_error(f"--batch-size must be 1 or more, got {batch_size}")
+    for value in (size, local_size):
+        if value is not None and value < 8:
+            raise usage_error(f"view sizes must be at least 8 pixels, got {value}")
+    changes = {
+        "size": size,
+        "crop_scale": _pair(crop_scale, "--crop-scale"),
+        "crop_ratio": _pair(crop_ratio, "--crop-ratio"),
+        "jitter": _jitter(jitter),
+        "jitter_prob": _probability(jitter_prob, "--jitter-prob"),
+        "flip_prob": _probability(flip_prob, "--flip-prob"),
+        "grayscale_prob": _probability(grayscale_prob, "--grayscale-prob"),
+        "blur_prob": _probability(blur_prob, "--blur-prob"),
+        "solarize_prob": _probability(solarize_prob, "--solarize-prob"),
+    }
+    global_changes = {name: value for name, value in changes.items() if value is not None}
+    local_changes = {
+        name: value for name, value in global_changes.items() if name not in ("size", "crop_scale")
+    }
+    if local_size is not None:
+        local_changes["size"] = local_size
+    chosen = customise(chosen, global_changes, local_changes)
+
+    plan = plan_launch(gpus, 1, torch.cuda.device_count(), {})
+    if plan.processes > 1:
+        raise usage_error("augment runs on one device", "pass --gpus 1 or --gpus 0")
+    runtime = make_runtime(plan.device_type, "fp32", seed)
+
+    discovery = discover_images(inputs)
+    targets = output_paths(discovery, inputs, out, count)
+    if not overwrite:
+        refuse_overwriting([path for paths in targets for path in paths] + ([grid] if grid else []))
+    started = time.perf_counter()
+    with progress_bar("augment", len(discovery.images), "img", enabled=not as_json) as progress:
+        report = augment_files(
+            discovery.images,
+            targets,
+            chosen,
+            count,
+            seed,
+            runtime.device,
+            batch_size,
+            strict,
+            progress.advance,
+        )
+    elapsed = time.perf_counter() - started
+    if grid is not None and report.written:
+        save_png(contact_sheet(report, count, cell=chosen.recipe(0).size), grid)
+        report.grid = grid
+
+    if as_json:
+        print_json(
+            {
+                "preset": preset,
+                "seed": seed,
+                "device": str(runtime.device),
+                "views": [
+                    {
+                        "source": str(item.source),
+                        "view": item.view,
+                        "path": str(item.path),
+                        "params": item.params,
+                    }
+                    for item in report.written
+                ],
+                "skipped": [{"error": failure.message} for failure in report.skipped],
+                "ignored_files": len(discovery.ignored),
+                "grid": str(report.grid) if report.grid else None,
+            }
+        )
+        return
+    table = Table(title="augment", title_justify="left", show_header=False)
+    table.add_row("images", str(len(discovery.images) - len(report.skipped)))
+    table.add_row("views written", f"{len(report.written)} in {out}")
+    table.add_row("speed", f"{len(report.written) / elapsed:,.1f} views/s on {runtime.device}")
+    if discovery.ignored:
+        table.add_row("ignored", f"{len(discovery.ignored)} non-image file(s)")
+    if report.grid:
+        table.add_row("grid", str(report.grid))
+    stderr.print(table)
+    for failure in report.skipped:
+        stderr.print(f"[yellow]skipped:[/] {failure.message}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("augment")(augment)

@@ -1,0 +1,130 @@
+"""Checkpoints: folders of ``config.json`` + ``model.safetensors`` (+ ``trainer_state.pt``).
+
+A run keeps its checkpoints under ``RUN/checkpoints/step-NNNNNNNN/`` and names the newest in
+``RUN/checkpoints/latest``. Each checkpoint folder is written under a temporary name and
+renamed, and ``latest`` is replaced atomically after it, so a kill at any moment leaves the
+previous checkpoint valid and pointed to. Trainer state is read with ``weights_only=True``:
+loading a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sslcli.engine.atomic import atomic_folder, write_text_atomic
+from sslcli.errors import runtime_error, usage_error
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.pt"
+CHECKPOINTS_FOLDER = "checkpoints"
+LATEST_FILE = "latest"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    trainer_state: dict[str, Any] | None
+
+
+def save_checkpoint(
+    folder: Path,
+    weights: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    trainer_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one checkpoint folder atomically and return its path."""
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in weights.items()}
+    with atomic_folder(folder) as temporary:
+        (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        save_file(tensors, str(temporary / WEIGHTS_FILE))
+        if trainer_state is not None:
+            torch.save(dict(trainer_state), temporary / STATE_FILE)
+    return folder
+
+
+def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint folder; a clear error when it is missing or incomplete."""
+    if not folder.is_dir():
+        raise usage_error(f"no checkpoint at {folder}", "give a run folder or a checkpoint folder")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise usage_error(
+            f"{folder} is not a checkpoint: {', '.join(missing)} missing",
+            "a checkpoint folder holds config.json and model.safetensors",
+        )
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        weights = load_file(str(folder / WEIGHTS_FILE), device=str(device))
+        state_path = folder / STATE_FILE
+        state = (
+            torch.load(state_path, map_location=device, weights_only=True)
+            if state_path.is_file()
+            else None
+        )
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
+        raise runtime_error(f"cannot read checkpoint {folder}: {error}") from error
+    return Checkpoint(folder, config, weights, state)
+
+
+def step_folder(run: Path, step: int) -> Path:
+    return run / CHECKPOINTS_FOLDER / f"step-{step:08d}"
+
+
+def save_run_checkpoint(
+    run: Path,
+    step: int,
+    weights: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    trainer_state: Mapping[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Save ``step``'s checkpoint in a run, point ``latest`` at it, keep the newest ``keep``."""
+    folder = save_checkpoint(step_folder(run, step), weights, config, trainer_state)
+    write_text_atomic(run / CHECKPOINTS_FOLDER / LATEST_FILE, folder.name + "\n")
+    older = sorted((run / CHECKPOINTS_FOLDER).glob("step-*"))[:-keep]
+    for stale in older:
+        shutil.rmtree(stale)
+    return folder
+
+
+def resolve_resume(path: Path) -> Path:
+    """The checkpoint folder that ``--resume PATH`` means: a checkpoint, or a run's latest."""
+    if (path / CONFIG_FILE).is_file():
+        return path  # a checkpoint folder (load_checkpoint says what it lacks, if anything)
+    latest = path / CHECKPOINTS_FOLDER / LATEST_FILE
+    if latest.is_file():
+        return path / CHECKPOINTS_FOLDER / latest.read_text(encoding="utf-8").strip()
+    if not path.exists():
+        raise usage_error(f"cannot resume: {path} does not exist")
+    raise usage_error(
+        f"cannot resume: no checkpoint in {path}",
+        "give a run folder (with checkpoints/latest) or a checkpoint folder",
+    )
+
+
+def check_compatible(
+    saved: Mapping[str, Any], current: Mapping[str, Any], keys: Iterable[str]
+) -> None:
+    """Refuse to resume when settings that shape the model or the data differ."""
+    differences = [
+        f"{key}: checkpoint has {saved.get(key)!r}, this run has {current.get(key)!r}"
+        for key in keys
+        if saved.get(key) != current.get(key)
+    ]
+    if differences:
+        raise usage_error(
+            "cannot resume from a mismatched checkpoint: " + "; ".join(differences),
+            "use the checkpoint's settings, or start a new run without --resume",
+        )

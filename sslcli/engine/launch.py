@@ -1,0 +1,162 @@
+"""Start the processes of a run: one process, N spawned processes, or join torchrun's group.
+
+``--gpus N`` spawns one process per GPU (NCCL); ``--gpus 0 --cpu-procs N`` spawns N CPU
+processes (gloo), the same code path, so tests on a laptop exercise real distributed runs.
+When ``RANK``/``WORLD_SIZE`` are already set (``torchrun``, also across nodes) the process
+joins that group and spawns nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sslcli.engine.runtime import make_runtime
+from sslcli.errors import SSLError, runtime_error, usage_error
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import SimpleQueue
+
+Worker = Callable[..., None]
+"""A function ``worker(runtime, *args)`` run once in every process; must be module-level."""
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    device_type: str
+    """``cuda`` or ``cpu``."""
+    processes: int
+    """Processes to start on this machine (1: run in this process)."""
+    from_torchrun: bool = False
+    """True when torchrun started this process: join its group, spawn nothing."""
+
+
+def plan_launch(
+    gpus: int | None, cpu_procs: int, cuda_count: int, env: Mapping[str, str]
+) -> LaunchPlan:
+    """Decide device and process count from ``--gpus``/``--cpu-procs`` and the machine.
+
+    ``gpus=None`` means one GPU when CUDA is present, else the CPU.
+    """
+    if gpus is None:
+        gpus = 1 if cuda_count > 0 else 0
+    if gpus < 0:
+        raise usage_error(f"--gpus must be 0 or more, got {gpus}", "use --gpus 0 for the CPU")
+    if cpu_procs < 1:
+        raise usage_error(f"--cpu-procs must be 1 or more, got {cpu_procs}")
+    if gpus > 0 and cpu_procs > 1:
+        raise usage_error("--cpu-procs applies only to CPU runs", "add --gpus 0, or drop it")
+    if gpus > cuda_count:
+        found = f"found {cuda_count} GPU" + ("" if cuda_count == 1 else "s")
+        hint = "use --gpus 0 to run on the CPU" if cuda_count == 0 else f"use --gpus {cuda_count}"
+        raise usage_error(f"asked for {gpus} GPUs but {found} on this machine", hint)
+    device_type = "cuda" if gpus > 0 else "cpu"
+    if all(name in env for name in TORCHRUN_VARIABLES):
+        if gpus > 1 or cpu_procs > 1:
+            raise usage_error(
+                "under torchrun, torchrun starts the processes",
+                "set them with torchrun --nproc-per-node; pass --gpus 1 (GPU) or --gpus 0 (CPU)",
+            )
+        return LaunchPlan(device_type, int(env["WORLD_SIZE"]), from_torchrun=True)
+    return LaunchPlan(device_type, gpus if gpus > 0 else cpu_procs)
+
+
+def launch(plan: LaunchPlan, precision: str, seed: int, worker: Worker, *args: Any) -> None:
+    """Run ``worker(runtime, *args)`` in every process of the plan; returns when all are done.
+
+    A :class:`SSLError` raised in any process is raised again here, in the caller.
+    """
+    if plan.from_torchrun:
+        _run_in_group(plan.device_type, precision, seed, worker, args, env=os.environ)
+    elif plan.processes == 1:
+        worker(make_runtime(plan.device_type, precision, seed), *args)
+    else:
+        _spawn(plan, precision, seed, worker, args)
+
+
+def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tuple) -> None:
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    errors: SimpleQueue = context.SimpleQueue()
+    port = _free_port()
+    try:
+        mp.spawn(
+            _spawned_process,
+            args=(plan, port, precision, seed, worker, args, errors),
+            nprocs=plan.processes,
+            join=True,
+        )
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
+        if not errors.empty():
+            message, hint, exit_code = errors.get()
+            raise SSLError(message, hint, exit_code=exit_code) from failure
+        last_line = str(failure).strip().splitlines()[-1]
+        raise runtime_error(
+            f"a worker process failed: {last_line}", "run again with --debug for the traceback"
+        ) from failure
+
+
+def _spawned_process(
+    index: int,
+    plan: LaunchPlan,
+    port: int,
+    precision: str,
+    seed: int,
+    worker: Worker,
+    args: tuple,
+    errors: SimpleQueue,
+) -> None:
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": str(index),
+        "LOCAL_RANK": str(index),
+        "WORLD_SIZE": str(plan.processes),
+    }
+    os.environ.update(env)
+    try:
+        _run_in_group(plan.device_type, precision, seed, worker, args, env=env)
+    except SSLError as error:
+        errors.put((error.message, error.hint, error.exit_code))
+        raise SystemExit(error.exit_code) from error
+
+
+def _run_in_group(
+    device_type: str,
+    precision: str,
+    seed: int,
+    worker: Worker,
+    args: tuple,
+    env: Mapping[str, str],
+) -> None:
+    import torch.distributed as dist
+
+    rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    runtime = make_runtime(
+        device_type, precision, seed, rank=rank, local_rank=local_rank, world_size=world_size
+    )
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    init = {"device_id": runtime.device} if device_type == "cuda" else {}
+    dist.init_process_group(backend, rank=rank, world_size=world_size, **init)
+    try:
+        worker(runtime, *args)
+        dist.barrier()
+    finally:
+        # Free what still holds the group (DDP reducers sit in reference cycles) while the
+        # interpreter is alive: gloo work freed during interpreter shutdown aborts the process.
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,1 @@
+"""Masked-language models: fill-mask and MLM training."""

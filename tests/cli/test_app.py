@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from sslcli import __version__
+from sslcli.cli.app import app
+from sslcli.cli.pending import PENDING
+
+runner = CliRunner()
+COMMANDS = ["models", *PENDING]
+
+
+def test_help_lists_every_command_with_a_description() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name: str) -> None:
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"sslcli {__version__}"
+
+
+@pytest.mark.parametrize("name", list(PENDING))
+def test_commands_not_built_yet_say_so_and_exit_2(name: str) -> None:
+    result = runner.invoke(app, [name, "some/input", "--gpus", "2"])
+    assert result.exit_code == 2
+    assert f"'{name}' is not built yet" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_models_lists_the_registries_as_json() -> None:
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    listing = json.loads(result.stdout)
+    assert {entry["name"] for entry in listing["backbones"]} >= {"resnet18", "resnet50", "tiny-cnn"}
+    assert {"bert", "roberta", "distilbert"} <= {entry["name"] for entry in listing["text_models"]}
+    presets = {entry["name"] for entry in listing["augmentation_presets"]}
+    assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal"}
+
+
+def test_models_table_goes_to_stderr() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "resnet18" in result.stderr and "bert-base-uncased" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["trian-siamese"])
+    assert result.exit_code == 2
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys; from sslcli.cli.app import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "names = ('torch', 'torchvision', 'transformers', 'numpy')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print('heavy:' + ','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sslcli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"sslcli {__version__}"
