@@ -41,55 +41,41 @@ def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tens
     return _blend(images, grayscale(images), factors)
 
 
+_RAMP_OFFSETS = (1.0, 2 / 3, 1 / 3)
+
+
 def adjust_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Rotate hue by ``shifts`` (fractions of a turn, in [-0.5, 0.5]) through HSV."""
-    hue, saturation, value = _rgb_to_hsv(images)
-    hue = torch.remainder(hue + _per_sample(shifts, images).squeeze(1), 1.0)
-    return _hsv_to_rgb(hue, saturation, value)
+    """Rotate hue by ``shifts`` (fractions of a turn, in [-0.5, 0.5]) as in HSV space.
 
-
-def _rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    red, green, _ = images.unbind(dim=1)
+    A hue rotation keeps each pixel's largest and smallest channel (V and V(1-S) in HSV), so
+    the result is ``min + chroma * ramp(hue)`` per channel: torchvision's HSV round trip
+    without building the HSV image, in place where possible (large CPU batches are bound by
+    memory traffic).
+    """
+    red, green, blue = images.unbind(dim=1)
     minimum, maximum = torch.aminmax(images, dim=1)
-    grey = maximum == minimum
-    ones = torch.ones_like(maximum)
-    saturation = (maximum - minimum) / torch.where(grey, ones, maximum)
-    chroma = torch.where(grey, ones, maximum - minimum)
-    red_c, green_c, blue_c = ((maximum.unsqueeze(1) - images) / chroma.unsqueeze(1)).unbind(dim=1)
-    # The largest channel decides the hue formula; ties go to red, then green (as PIL).
+    chroma = maximum - minimum
+    # hue * 6 * chroma for each largest channel; ties go to red, then green (as PIL)
     hue = torch.where(
-        maximum == red,
-        blue_c - green_c,
-        torch.where(maximum == green, 2.0 + red_c - blue_c, 4.0 + green_c - red_c),
+        maximum == green, (blue - red).add_(chroma, alpha=2), (red - green).add_(chroma, alpha=4)
     )
-    hue = torch.where(grey, torch.zeros_like(hue), hue)
-    return torch.fmod(hue / 6.0 + 1.0, 1.0), saturation, maximum
+    hue = torch.where(maximum == red, green - blue, hue)
+    hue.div_(chroma.mul(6).clamp_(min=1e-12))  # grey pixels: 0 / tiny = hue 0
+    hue.add_(shifts.to(images.dtype).reshape(-1, 1, 1)).remainder_(1.0)
+    offsets = torch.tensor(_RAMP_OFFSETS, dtype=images.dtype, device=images.device)
+    ramp = hue.unsqueeze(1).add(offsets.reshape(1, 3, 1, 1)).remainder_(1.0)
+    ramp.mul_(6.0).sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    return ramp.mul_(chroma.unsqueeze(1)).add_(minimum.unsqueeze(1))
 
 
-# For each of the six hue sectors, which of (v, p, q, t) goes to red, green and blue.
-_SECTOR_CHANNELS = ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
+def to_grayscale(images: torch.Tensor) -> torch.Tensor:
+    """Grey, repeated to 3 channels."""
+    return grayscale(images).expand_as(images).contiguous()
 
 
-def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    sector = torch.floor(hue * 6.0)
-    fraction = hue * 6.0 - sector
-    p = (value * (1.0 - saturation)).clamp(0, 1)
-    q = (value * (1.0 - saturation * fraction)).clamp(0, 1)
-    t = (value * (1.0 - saturation * (1.0 - fraction))).clamp(0, 1)
-    vpqt = torch.stack((value, p, q, t), dim=1)
-    table = torch.tensor(_SECTOR_CHANNELS, dtype=torch.long, device=hue.device)
-    select = table[:, sector.to(torch.long) % 6].movedim(0, 1)  # (N, 3, H, W)
-    return vpqt.gather(1, select)
-
-
-def to_grayscale(images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """Grey (repeated to 3 channels) where ``chosen``; unchanged elsewhere."""
-    return torch.where(chosen.reshape(-1, 1, 1, 1), grayscale(images).expand_as(images), images)
-
-
-def solarize(images: torch.Tensor, chosen: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    inverted = torch.where(images >= threshold, 1.0 - images, images)
-    return torch.where(chosen.reshape(-1, 1, 1, 1), inverted, images)
+def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above ``threshold``."""
+    return torch.where(images >= threshold, 1.0 - images, images)
 
 
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ Gaussian blur, solarisation. Parameter distributions follow torchvision's transf
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,20 +155,27 @@ def _jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) ->
     return images
 
 
+def _on_chosen(
+    views: torch.Tensor,
+    chosen: torch.Tensor,
+    function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> None:
+    """Replace the chosen samples by ``function(samples, their indices)``; skip if none."""
+    index = chosen.nonzero().squeeze(1)
+    if len(index):
+        index = index.to(views.device, non_blocking=True)
+        views[index] = function(views[index], index)
+
+
 def apply_view(images: torch.Tensor, params: ViewParams, recipe: ViewRecipe) -> torch.Tensor:
-    """Apply one view's parameters to a float batch in [0, 1] (padded images allowed)."""
-
-    def on(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(images.device, non_blocking=True)
-
-    views = ops.resized_crop(images, on(params.boxes), on(params.flips), recipe.size)
-    jittered = on(params.jittered.nonzero().squeeze(1))
-    if len(jittered):
-        factors, order = on(params.factors)[jittered], on(params.order)[jittered]
-        views[jittered] = _jitter(views[jittered], factors, order)
-    views = ops.to_grayscale(views, on(params.grayscale))
-    blurred = on(params.blurred.nonzero().squeeze(1))
-    if len(blurred):
-        sigmas = on(params.sigmas)[blurred]
-        views[blurred] = ops.gaussian_blur(views[blurred], sigmas, recipe.blur_kernel_size)
-    return ops.solarize(views, on(params.solarized))
+    """Apply one view's parameters to a float batch in [0, 1]."""
+    device = images.device
+    boxes, flips = params.boxes.to(device), params.flips.to(device)
+    views = ops.resized_crop(images, boxes, flips, recipe.size)
+    factors, order = params.factors.to(device), params.order.to(device)
+    _on_chosen(views, params.jittered, lambda x, i: _jitter(x, factors[i], order[i]))
+    _on_chosen(views, params.grayscale, lambda x, i: ops.to_grayscale(x))
+    sigmas, kernel = params.sigmas.to(device), recipe.blur_kernel_size
+    _on_chosen(views, params.blurred, lambda x, i: ops.gaussian_blur(x, sigmas[i], kernel))
+    _on_chosen(views, params.solarized, lambda x, i: ops.solarize(x))
+    return views
