@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--stages", action="store_true", help="also time each stage")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -132,8 +133,42 @@ def main() -> None:
             f"{size}x{size} from {source_side}px: torchvision per-sample (CPU) {baseline:8.1f} "
             f"views/s | sslcli batched ({device}) {ours:9.1f} views/s | ratio {ours / baseline:.2f}"
         )
+        if args.stages:
+            report_stages(sources, size, device)
         if device.type == "cuda" and size == 224:
             report_share_of_step(source_side, size, device, args.seconds)
+
+
+def report_stages(sources: list[Image.Image], size: int, device: torch.device) -> None:
+    """Milliseconds per stage of one SimCLR view of the batch (synchronised between stages)."""
+    from sslcli.augment import ops
+    from sslcli.augment.views import _jitter
+
+    recipe = customise(PRESETS.create("simclr"), {"size": size}, {}).recipe(0)
+    pixels = torch.from_numpy(np.stack([np.asarray(image) for image in sources]))
+    pixels = pixels.permute(0, 3, 1, 2).contiguous().to(device)
+    count = len(sources)
+    sides = torch.full((count,), pixels.shape[2])
+    params = sample_view(recipe, torch.arange(count), sides, sides, 0, 0)
+    on = {name: getattr(params, name).to(device) for name in ("boxes", "flips")}
+    batch = pixels.float().div_(255)
+    views = ops.resized_crop(batch, on["boxes"], on["flips"], size)
+    stages = {
+        "to float": lambda: pixels.float().div_(255),
+        "crop+flip+resize": lambda: ops.resized_crop(batch, on["boxes"], on["flips"], size),
+        "jitter (all samples)": lambda: _jitter(views.clone(), params.factors, params.order),
+        "grayscale (all)": lambda: ops.to_grayscale(views),
+        "blur (all)": lambda: ops.gaussian_blur(views, params.sigmas, recipe.blur_kernel_size),
+        "view (as used)": lambda: apply_view(batch, params, recipe),
+    }
+    for name, stage in stages.items():
+        stage()
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(5):
+            stage()
+        _synchronize(device)
+        print(f"  {name:<22} {(time.perf_counter() - start) / 5 * 1000:8.2f} ms for {count} images")
 
 
 def report_share_of_step(source_side: int, size: int, device: torch.device, seconds: float) -> None:

@@ -65,4 +65,4 @@ print(f"pixel |gpu-cpu|: max {d.max()}, mean {d.mean():.4f}, share of values dif
 PY
 
 echo "== augmentation speed (GPU) and share of a ResNet-50 step"
-$PY benchmarks/augment_speed.py --device cuda --seconds 3 --threads 1
+$PY benchmarks/augment_speed.py --device cuda --seconds 3 --threads 1 --stages

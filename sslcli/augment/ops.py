@@ -83,7 +83,7 @@ def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) 
     count, channels, height, width = images.shape
     half = (kernel_size - 1) / 2
     offsets = torch.linspace(-half, half, kernel_size, device=images.device, dtype=images.dtype)
-    sigma = sigmas.to(images.dtype).reshape(-1, 1)
+    sigma = sigmas.to(device=images.device, dtype=images.dtype).reshape(-1, 1)
     kernels = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
     pad = kernel_size // 2

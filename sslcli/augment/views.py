@@ -145,14 +145,13 @@ _JITTER_FUNCTIONS = (
     ops.adjust_hue,
 )
 
+# Parameters stay on the CPU: which samples an op touches is decided there, and only the
+# indices and values it needs go to the device, without waiting for it (no synchronisation
+# points, so a GPU never idles between ops).
 
-def _jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    for position in range(len(_JITTER_FUNCTIONS)):
-        for op_index, function in enumerate(_JITTER_FUNCTIONS):
-            chosen = (order[:, position] == op_index).nonzero().squeeze(1)
-            if len(chosen):
-                images[chosen] = function(images[chosen], factors[chosen, op_index])
-    return images
+
+def _to(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return tensor.to(like.device, non_blocking=True)
 
 
 def _on_chosen(
@@ -160,22 +159,33 @@ def _on_chosen(
     chosen: torch.Tensor,
     function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> None:
-    """Replace the chosen samples by ``function(samples, their indices)``; skip if none."""
+    """Replace the chosen samples by ``function(samples, their CPU indices)``; skip if none."""
     index = chosen.nonzero().squeeze(1)
     if len(index):
-        index = index.to(views.device, non_blocking=True)
-        views[index] = function(views[index], index)
+        on_device = _to(index, views)
+        views[on_device] = function(views[on_device], index)
+
+
+def _jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The four colour ops, each sample in its own order (``factors``, ``order``: CPU)."""
+    for position in range(len(_JITTER_FUNCTIONS)):
+        for op_index, function in enumerate(_JITTER_FUNCTIONS):
+            _on_chosen(
+                images,
+                order[:, position] == op_index,
+                lambda x, i, k=op_index, f=function: f(x, _to(factors[i, k], x)),
+            )
+    return images
 
 
 def apply_view(images: torch.Tensor, params: ViewParams, recipe: ViewRecipe) -> torch.Tensor:
-    """Apply one view's parameters to a float batch in [0, 1]."""
-    device = images.device
-    boxes, flips = params.boxes.to(device), params.flips.to(device)
-    views = ops.resized_crop(images, boxes, flips, recipe.size)
-    factors, order = params.factors.to(device), params.order.to(device)
-    _on_chosen(views, params.jittered, lambda x, i: _jitter(x, factors[i], order[i]))
+    """Apply one view's parameters to a float batch in [0, 1] on any device."""
+    views = ops.resized_crop(
+        images, _to(params.boxes, images), _to(params.flips, images), recipe.size
+    )
+    _on_chosen(views, params.jittered, lambda x, i: _jitter(x, params.factors[i], params.order[i]))
     _on_chosen(views, params.grayscale, lambda x, i: ops.to_grayscale(x))
-    sigmas, kernel = params.sigmas.to(device), recipe.blur_kernel_size
-    _on_chosen(views, params.blurred, lambda x, i: ops.gaussian_blur(x, sigmas[i], kernel))
+    kernel = recipe.blur_kernel_size
+    _on_chosen(views, params.blurred, lambda x, i: ops.gaussian_blur(x, params.sigmas[i], kernel))
     _on_chosen(views, params.solarized, lambda x, i: ops.solarize(x))
     return views
