@@ -21,7 +21,7 @@ import torchvision.transforms.v2 as T
 from PIL import Image
 
 from sslcli.augment.presets import PRESETS, customise
-from sslcli.augment.views import apply_view, sample_view
+from sslcli.augment.views import apply_views, sample_view
 
 PHOTOS = Path(__file__).resolve().parent.parent / "sample_data" / "photos"
 
@@ -72,9 +72,11 @@ def ours_views_per_second(
     def two_views(step: int) -> None:
         batch = pixels.float().div_(255)
         ids = torch.arange(step * count, (step + 1) * count)
-        for view in (0, 1):
-            recipe = preset.recipe(view)
-            apply_view(batch, sample_view(recipe, ids, heights, widths, 0, view), recipe)
+        drawn = [
+            (sample_view(preset.recipe(k), ids, heights, widths, 0, k), preset.recipe(k))
+            for k in (0, 1)
+        ]
+        apply_views(batch, drawn)
 
     two_views(0)  # warm-up
     _synchronize(device)
@@ -159,7 +161,7 @@ def report_stages(sources: list[Image.Image], size: int, device: torch.device) -
         "jitter (all samples)": lambda: _jitter(views.clone(), params.factors, params.order),
         "grayscale (all)": lambda: ops.to_grayscale(views),
         "blur (all)": lambda: ops.gaussian_blur(views, params.sigmas, recipe.blur_kernel_size),
-        "view (as used)": lambda: apply_view(batch, params, recipe),
+        "one view (as used)": lambda: apply_views(batch, [(params, recipe)]),
     }
     for name, stage in stages.items():
         stage()

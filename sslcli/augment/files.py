@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from sslcli.augment.presets import Preset
-from sslcli.augment.views import apply_view, sample_view
+from sslcli.augment.views import apply_views, sample_view
 from sslcli.data.images import Discovery, load_image
 from sslcli.engine.atomic import atomic_file
 from sslcli.errors import SSLError, usage_error
@@ -127,10 +127,11 @@ def _augment_batch(
     pixels = pixels.to(device).permute(0, 3, 1, 2).float().div_(255)
     heights = torch.full_like(ids, pixels.shape[2])
     widths = torch.full_like(ids, pixels.shape[3])
-    for view in range(views):
-        recipe = preset.recipe(view)
-        params = sample_view(recipe, ids, heights, widths, seed, view)
-        out = apply_view(pixels, params, recipe)
+    drawn = [
+        (sample_view(preset.recipe(view), ids, heights, widths, seed, view), preset.recipe(view))
+        for view in range(views)
+    ]
+    for view, (out, (params, _)) in enumerate(zip(apply_views(pixels, drawn), drawn, strict=True)):
         out = out.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
         for row, (index, _) in enumerate(batch):
             target = targets[index][view]

@@ -9,7 +9,7 @@ import torchvision.transforms.v2 as T
 
 from sslcli.augment.counter_random import uniforms
 from sslcli.augment.recipe import ViewRecipe
-from sslcli.augment.views import apply_view, sample_view
+from sslcli.augment.views import apply_views, sample_view
 
 DRAWS = 50_000
 HEIGHT, WIDTH = 200, 300
@@ -119,10 +119,38 @@ def test_a_view_is_the_same_whatever_the_batch_it_is_in() -> None:
     images = torch.rand(6, 3, 40, 50, generator=torch.Generator().manual_seed(1))
     ids = torch.arange(10, 16)
     sizes = torch.full((6,), 40), torch.full((6,), 50)
-    whole = apply_view(images, sample_view(recipe, ids, *sizes, seed=3, view=1), recipe)
+
+    def view(part: slice, seed: int = 3, number: int = 1) -> torch.Tensor:
+        params = sample_view(recipe, ids[part], sizes[0][part], sizes[1][part], seed, number)
+        return apply_views(images[part], [(params, recipe)])[0]
+
+    whole = view(slice(0, 6))
     for start in range(0, 6, 2):
-        part = slice(start, start + 2)
-        params = sample_view(recipe, ids[part], sizes[0][part], sizes[1][part], seed=3, view=1)
-        torch.testing.assert_close(apply_view(images[part], params, recipe), whole[part])
-    other_seed = apply_view(images, sample_view(recipe, ids, *sizes, seed=4, view=1), recipe)
-    assert not torch.allclose(other_seed, whole)
+        torch.testing.assert_close(view(slice(start, start + 2)), whole[start : start + 2])
+    assert not torch.allclose(view(slice(0, 6), seed=4), whole)
+
+
+def test_views_applied_together_equal_views_applied_one_by_one() -> None:
+    images = torch.rand(5, 3, 30, 30, generator=torch.Generator().manual_seed(2))
+    recipes = [ViewRecipe(size=16, blur_prob=1.0), ViewRecipe(size=16, solarize_prob=0.5)]
+    recipes.append(ViewRecipe(size=8, crop_scale=(0.05, 0.4)))
+    sizes = torch.full((5,), 30), torch.full((5,), 30)
+    drawn = [(sample_view(r, torch.arange(5), *sizes, 0, k), r) for k, r in enumerate(recipes)]
+    together = apply_views(images, drawn)
+    for k, item in enumerate(drawn):
+        torch.testing.assert_close(together[k], apply_views(images, [item])[0])
+    assert [v.shape[-1] for v in together] == [16, 16, 8]
+
+
+def test_cpu_chunks_give_the_same_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sslcli.augment import views as views_module
+
+    recipe = ViewRecipe(size=16, blur_prob=0.5, solarize_prob=0.5)
+    images = torch.rand(7, 3, 20, 20, generator=torch.Generator().manual_seed(3))
+    sizes = torch.full((7,), 20), torch.full((7,), 20)
+    drawn = [(sample_view(recipe, torch.arange(7), *sizes, 0, k), recipe) for k in (0, 1)]
+    whole = apply_views(images, drawn)
+    monkeypatch.setattr(views_module, "CPU_CHUNK_BYTES", 3 * 16 * 16 * 4 * 3)  # 3 samples
+    chunked = apply_views(images, drawn)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b)
