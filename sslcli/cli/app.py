@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from sslcli import __version__
-from sslcli.cli import augment, models, pending
+from sslcli.cli import augment, models, pending, train_siamese
 from sslcli.cli.console import print_error, stderr
 from sslcli.errors import SSLError
 
@@ -76,6 +76,7 @@ def root(
 
 models.register(app)
 augment.register(app)
+train_siamese.register(app)
 pending.register(app)
 
 

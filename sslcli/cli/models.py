@@ -13,21 +13,27 @@ from sslcli.registry import Registry
 
 def _registries() -> dict[str, Registry]:
     from sslcli.augment.presets import PRESETS
+    from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
     from sslcli.text.models import TEXT_MODELS
 
-    return {"augmentation presets": PRESETS, "backbones": BACKBONES, "text models": TEXT_MODELS}
+    return {
+        "SSL methods": METHODS,
+        "augmentation presets": PRESETS,
+        "backbones": BACKBONES,
+        "text models": TEXT_MODELS,
+    }
 
 
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Write JSON to stdout.")] = False,
 ) -> None:
-    """List the names --preset, --backbone and --model accept."""
+    """List the names --method, --preset, --backbone and --model accept."""
     registries = _registries()
     if as_json:
         print_json(
             {
-                title.replace(" ", "_"): [
+                title.lower().replace(" ", "_"): [
                     {"name": entry.name, "description": entry.description} for entry in registry
                 ]
                 for title, registry in registries.items()
@@ -35,7 +41,7 @@ def models(
         )
         return
     for title, registry in registries.items():
-        table = Table(title=title.capitalize(), title_justify="left")
+        table = Table(title=title[0].upper() + title[1:], title_justify="left")
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("description")
         for entry in registry:

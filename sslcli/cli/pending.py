@@ -12,7 +12,6 @@ from sslcli.errors import usage_error
 PENDING = {
     "mask-predict": "Fill [MASK] in a text with a masked-language model (BERT-style).",
     "train-mlm": "Train a masked-language model on your own text.",
-    "train-siamese": "Train a joint-embedding (siamese) encoder on a folder of images.",
     "train-latent": "Train a latent-variable predictive model (no contrastive samples).",
     "energy": "Energy F(x, y) of image pairs under a trained model (low = compatible).",
     "embed": "Write the embeddings of a folder of images, with nearest neighbours.",

@@ -101,11 +101,11 @@ def save_run_checkpoint(
 
 def resolve_resume(path: Path) -> Path:
     """The checkpoint folder that ``--resume PATH`` means: a checkpoint, or a run's latest."""
-    if (path / CONFIG_FILE).is_file():
-        return path  # a checkpoint folder (load_checkpoint says what it lacks, if anything)
     latest = path / CHECKPOINTS_FOLDER / LATEST_FILE
     if latest.is_file():
         return path / CHECKPOINTS_FOLDER / latest.read_text(encoding="utf-8").strip()
+    if (path / WEIGHTS_FILE).is_file() or (path / STATE_FILE).is_file():
+        return path  # a checkpoint folder (load_checkpoint says what it lacks, if anything)
     if not path.exists():
         raise usage_error(f"cannot resume: {path} does not exist")
     raise usage_error(

@@ -121,6 +121,11 @@ def _spawned_process(
         "WORLD_SIZE": str(plan.processes),
     }
     os.environ.update(env)
+    if plan.device_type == "cpu":
+        import torch
+
+        # share the cores instead of oversubscribing them (torchrun sets OMP_NUM_THREADS=1)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.processes))
     try:
         _run_in_group(plan.device_type, precision, seed, worker, args, env=env)
     except SSLError as error:

@@ -85,7 +85,7 @@ def test_resume_errors(tmp_path: Path, setup: str, says: str) -> None:
     if setup != "missing":
         path.mkdir()
     if setup == "partial":
-        (path / "config.json").write_text("{}")
+        (path / "trainer_state.pt").write_bytes(b"")
     with pytest.raises(SSLError, match=says):
         load_checkpoint(resolve_resume(path))
 

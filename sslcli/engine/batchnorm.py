@@ -1,0 +1,74 @@
+"""BatchNorm over the global batch: statistics summed across every process of the run.
+
+On GPUs torch's SyncBatchNorm does this; it does not run on the CPU, so CPU process groups
+(gloo) use :class:`GlobalBatchNorm`, whose statistics go through the engine's differentiable
+all-reduce. Either way 2 processes x batch B normalise exactly like 1 process x batch 2B.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslcli.engine.collectives import all_reduce_sum
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (1d or 2d) whose batch statistics cover all ranks."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(input)
+        channels = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        values = input.float()
+        local = torch.cat(
+            [
+                values.sum(dims),
+                (values * values).sum(dims),
+                values.new_tensor([values.numel() / channels]),
+            ]
+        )
+        total = all_reduce_sum(local)
+        count = total[-1]
+        mean = total[:channels] / count
+        variance = total[channels : 2 * channels] / count - mean * mean
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                unbiased = variance * count / (count - 1)
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+                self.num_batches_tracked.add_(1)
+        normalised = (values - mean.view(shape)) * torch.rsqrt(variance.view(shape) + self.eps)
+        if self.affine:
+            normalised = normalised * self.weight.view(shape) + self.bias.view(shape)
+        return normalised.to(input.dtype)
+
+
+def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Make every BatchNorm in ``model`` use global statistics (call only when distributed)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return _to_global(model)
+
+
+def _to_global(module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        replacement = GlobalBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
+        replacement.load_state_dict(module.state_dict())
+        return replacement.to(next(iter(module.state_dict().values())).device)
+    for name, child in module.named_children():
+        setattr(module, name, _to_global(child))
+    return module

@@ -1,0 +1,241 @@
+"""The training loop shared by every trainer: schedule, mixed precision, DDP, checkpoints,
+resume, signals, non-finite losses, metrics and progress. It never knows which method or
+data it trains: a step's views come from ``batches`` and its loss from the model.
+
+Faults: Ctrl-C or SIGTERM finishes the step, writes a checkpoint and returns; a non-finite
+loss stops with an error and leaves the last good checkpoint; every rank agrees on both
+through one small all-reduce per step, so no rank waits for a peer that has stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from sslcli.engine.batchnorm import synchronise_batchnorm
+from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
+from sslcli.engine.collectives import all_reduce_sum
+from sslcli.engine.optim import warmup_cosine
+from sslcli.engine.progress import progress_bar
+from sslcli.engine.runtime import Runtime
+from sslcli.errors import runtime_error
+from sslcli.methods.base import SSLMethod
+
+METRICS_FILE = "metrics.jsonl"
+
+Batches = Callable[[int], list[torch.Tensor]]
+"""``batches(step)``: this rank's views for a global step, on the runtime's device."""
+EpochEnd = Callable[[SSLMethod, int], dict[str, float]]
+"""``on_epoch_end(model, epoch)``: extra metrics (e.g. kNN accuracy), called on every rank."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps_per_epoch: int
+    epochs: int
+    warmup_steps: int
+    base_lr: float
+    global_batch: int
+    checkpoint_every: int
+    log_every: int = 10
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
+@dataclass
+class TrainResult:
+    step: int
+    interrupted: bool
+    last: dict[str, float]
+
+
+class _StopRequest:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+@contextmanager
+def _catch_stop_signals() -> Iterator[_StopRequest]:
+    stop = _StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(
+        self,
+        runtime: Runtime,
+        method: SSLMethod,
+        optimizer_factory: Callable[[torch.nn.Module], torch.optim.Optimizer],
+        schedule: Schedule,
+        run_dir: Path,
+        config: dict[str, Any],
+        resume_keys: tuple[str, ...],
+    ) -> None:
+        self.runtime = runtime
+        self.schedule = schedule
+        self.run_dir = run_dir
+        self.config = config
+        self.resume_keys = resume_keys
+        method = method.to(runtime.device)
+        if runtime.distributed:
+            method = synchronise_batchnorm(method, runtime.device)
+        self.method = method
+        ids = [runtime.local_rank] if runtime.device.type == "cuda" else None
+        self.model = (
+            DistributedDataParallel(method, device_ids=ids) if runtime.distributed else method
+        )
+        self.optimizer = optimizer_factory(method)
+        self.scaler = torch.amp.GradScaler(enabled=runtime.precision == "fp16")
+        self.step = 0
+
+    def resume(self, checkpoint_path: Path) -> None:
+        checkpoint = load_checkpoint(checkpoint_path)
+        check_compatible(checkpoint.config, self.config, self.resume_keys)
+        state = checkpoint.trainer_state or {}
+        if "optimizer" not in state:
+            raise runtime_error(f"{checkpoint_path} holds no trainer state to resume from")
+        self.method.load_state_dict(checkpoint.weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+
+    def _save(self) -> Path | None:
+        if not self.runtime.is_main:
+            return None
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+        config = {**self.config, "step": self.step}
+        return save_run_checkpoint(self.run_dir, self.step, self.method.state_dict(), config, state)
+
+    def fit(self, batches: Batches, on_epoch_end: EpochEnd | None = None) -> TrainResult:
+        schedule, runtime = self.schedule, self.runtime
+        last: dict[str, float] = {}
+        window = _Window()
+        with (
+            _catch_stop_signals() as stop,
+            progress_bar("train", schedule.total_steps, "step", enabled=runtime.is_main) as bar,
+        ):
+            bar.advance(self.step)
+            while self.step < schedule.total_steps:
+                lr = warmup_cosine(
+                    self.step, schedule.total_steps, schedule.warmup_steps, schedule.base_lr
+                )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                started = time.perf_counter()
+                views = batches(self.step)
+                loaded = time.perf_counter()
+                loss, embeddings = self._train_step(views)
+                flags = torch.stack(
+                    [
+                        loss.detach().float(),
+                        (~torch.isfinite(loss.detach())).float(),
+                        torch.tensor(float(stop.requested), device=loss.device),
+                    ]
+                )
+                flags = all_reduce_sum(flags) if runtime.distributed else flags
+                mean_loss, nonfinite, stopping = (
+                    flags / torch.tensor([runtime.world_size, 1, 1], device=flags.device)
+                ).tolist()
+                if nonfinite:
+                    raise runtime_error(
+                        f"the loss became {mean_loss} at step {self.step + 1}; training stopped",
+                        f"the last good checkpoint is in {self.run_dir / 'checkpoints'}; "
+                        "lower --lr or use --precision fp32, then --resume",
+                    )
+                self.step += 1
+                window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
+                metrics = {"loss": mean_loss, "lr": lr}
+                if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
+                    metrics |= window.summary() | {"embedding_std": _embedding_std(embeddings)}
+                    self._log({"step": self.step} | metrics)
+                if on_epoch_end is not None and self.step % schedule.steps_per_epoch == 0:
+                    epoch_metrics = on_epoch_end(self.method, self.step // schedule.steps_per_epoch)
+                    if epoch_metrics:
+                        last |= epoch_metrics
+                        self._log(
+                            {"step": self.step, "epoch": self.step // schedule.steps_per_epoch}
+                            | epoch_metrics
+                        )
+                last |= metrics
+                bar.advance(1, loss=mean_loss, lr=lr, **window.short())
+                finished = self.step == schedule.total_steps
+                if stopping or finished or self.step % schedule.checkpoint_every == 0:
+                    self._save()
+                if stopping and not finished:
+                    return TrainResult(self.step, True, last)
+        return TrainResult(self.step, False, last)
+
+    def _train_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.train()
+        with self.runtime.autocast():
+            output = self.model(views)
+        self.scaler.scale(output.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return output.loss, output.embeddings
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.runtime.is_main:
+            with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _embedding_std(embeddings: torch.Tensor) -> float:
+    """Mean per-dimension std of L2-normalised embeddings: collapse -> 0, healthy ~ 1/sqrt(d)."""
+    normalised = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    return float(normalised.std(dim=0).mean()) if len(normalised) > 1 else math.nan
+
+
+class _Window:
+    """Throughput and data-wait share over the steps since the last summary."""
+
+    def __init__(self) -> None:
+        self.seconds = self.waiting = 0.0
+        self.images = 0
+
+    def add(self, seconds: float, waiting: float, images: int) -> None:
+        self.seconds += seconds
+        self.waiting += waiting
+        self.images += images
+
+    def short(self) -> dict[str, str]:
+        if not self.seconds:
+            return {}
+        return {
+            "img/s": f"{self.images / self.seconds:.0f}",
+            "data": f"{self.waiting / self.seconds:.0%}",
+        }
+
+    def summary(self) -> dict[str, float]:
+        result = {
+            "images_per_s": self.images / self.seconds,
+            "data_wait": self.waiting / self.seconds,
+        }
+        self.seconds = self.waiting = 0.0
+        self.images = 0
+        return result

@@ -1,0 +1,1 @@
+"""Evaluating representations: kNN accuracy, collapse metrics."""

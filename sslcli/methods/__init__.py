@@ -1,0 +1,27 @@
+"""SSL methods: one module per objective, all behind one contract (``base.SSLMethod``).
+
+The registry maps a name to the method's class (imported when asked for), whose
+``defaults`` hold its published training settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sslcli.registry import Registry
+
+if TYPE_CHECKING:
+    from sslcli.methods.base import SSLMethod
+
+METHODS: Registry[type[SSLMethod]] = Registry("SSL method")
+
+
+@METHODS.register(
+    "simclr",
+    "SimCLR: 2 views, NT-Xent with negatives from the global batch; LARS, lr 0.3 per 256, "
+    "wd 1e-6, temperature 0.1, projector 2048-128",
+)
+def simclr() -> type[SSLMethod]:
+    from sslcli.methods.simclr import SimCLR
+
+    return SimCLR

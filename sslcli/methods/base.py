@@ -1,0 +1,40 @@
+"""The contract between the engine and an SSL method: views in, a loss out.
+
+A method owns its backbone and heads and computes its loss from a list of view batches
+(one tensor per view, this rank's samples). Losses over the global batch use the engine's
+collectives; methods never print, never touch devices or ranks otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """A method's published training settings; the learning rate is per 256 images."""
+
+    optimizer: str
+    lr_per_256: float
+    weight_decay: float
+
+
+@dataclass
+class MethodOutput:
+    loss: torch.Tensor
+    embeddings: torch.Tensor
+    """Backbone features of the first view, detached: for collapse monitoring."""
+
+
+class SSLMethod(nn.Module):
+    defaults: TrainingDefaults
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        raise NotImplementedError

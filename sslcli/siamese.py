@@ -1,0 +1,277 @@
+"""Joint-embedding (siamese) training on a folder of images: settings, data, the run.
+
+Data: every image is decoded once into a uint8 cache at the training resolution; each step
+takes the global batch's images from it, draws two views on the training device with the
+``augment`` ops and hands them to the method. The global batch at a step, and every view's
+random parameters, depend only on the seed, the epoch and the image, so 2 processes x B
+see exactly what 1 process x 2B sees, and a resumed run what an uninterrupted one saw.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sslcli.errors import usage_error
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sslcli.augment.presets import Preset
+    from sslcli.engine.runtime import Runtime
+    from sslcli.methods.base import SSLMethod
+
+ENCODER_FOLDER = "encoder"
+RESULT_FILE = "result.json"
+RESUME_KEYS = (
+    "method",
+    "backbone",
+    "small_images",
+    "size",
+    "preset",
+    "batch_size",
+    "seed",
+    "epochs",
+)
+
+
+@dataclass(frozen=True)
+class SiameseConfig:
+    data: str
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    size: int = 224
+    small_images: bool = False
+    preset: str = "simclr"
+    epochs: int = 100
+    batch_size: int = 256
+    """The GLOBAL batch: summed over every process of the run."""
+    optimizer: str = "lars"
+    lr_per_256: float = 0.3
+    lr: float = 0.3
+    """The learning rate used: lr_per_256 x batch_size / 256."""
+    weight_decay: float = 1e-6
+    warmup_epochs: int = 10
+    method_options: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    precision: str = "auto"
+    world_size: int = 1
+    knn_every: int = 5
+    eval_dir: str | None = None
+    cache_dir: str = ""
+    strict: bool = False
+    checkpoint_every: int = 0
+    """Steps between checkpoints; 0 = once per epoch."""
+
+    @property
+    def per_device_batch(self) -> int:
+        return self.batch_size // self.world_size
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
+    """Fill method defaults, scale the learning rate to the global batch, validate."""
+    from sslcli.augment.presets import PRESETS
+    from sslcli.engine.optim import OPTIMIZERS, scaled_lr
+    from sslcli.methods import METHODS
+    from sslcli.models.backbones import BACKBONES
+
+    BACKBONES.get(options["backbone"])
+    PRESETS.get(options["preset"])
+    defaults = METHODS.create(options["method"]).defaults
+    optimizer = options.pop("optimizer") or defaults.optimizer
+    if optimizer not in OPTIMIZERS:
+        raise usage_error(
+            f"unknown optimizer {optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}"
+        )
+    lr_per_256 = options.pop("lr_per_256") or defaults.lr_per_256
+    weight_decay = options.pop("weight_decay")
+    weight_decay = defaults.weight_decay if weight_decay is None else weight_decay
+    batch = options["batch_size"]
+    if batch < 2 or batch % world_size:
+        raise usage_error(
+            f"--batch-size {batch} must be at least 2 and divisible by the {world_size} processes",
+            "--batch-size is the global batch over all processes",
+        )
+    if options["epochs"] < 1:
+        raise usage_error(f"--epochs must be 1 or more, got {options['epochs']}")
+    warmup = options.pop("warmup_epochs")
+    warmup = min(10, options["epochs"] // 10) if warmup is None else warmup
+    small = options.pop("small_images")
+    small = options["size"] <= 64 if small is None else small
+    return SiameseConfig(
+        optimizer=optimizer,
+        lr_per_256=lr_per_256,
+        lr=scaled_lr(lr_per_256, batch),
+        weight_decay=weight_decay,
+        warmup_epochs=warmup,
+        small_images=small,
+        world_size=world_size,
+        **options,
+    )
+
+
+def train_siamese(
+    runtime: Runtime, config: SiameseConfig, run_dir: Path, resume: Path | None
+) -> None:
+    """The worker every process runs (see ``engine.launch``)."""
+    import torch.distributed as dist
+
+    from sslcli.augment.presets import PRESETS, customise
+    from sslcli.data.cache import decode_once
+    from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.optim import make_optimizer
+    from sslcli.engine.progress import progress_bar
+    from sslcli.engine.trainer import Schedule, Trainer
+    from sslcli.methods import METHODS
+    from sslcli.models.backbones import BACKBONES
+
+    folder = scan_image_folder(Path(config.data))
+    if runtime.distributed and not runtime.is_main:
+        dist.barrier()  # let rank 0 build the cache first
+    with progress_bar("decode", len(folder.paths), "img", enabled=runtime.is_main) as bar:
+        decoded = decode_once(
+            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
+        )
+    if runtime.distributed and runtime.is_main:
+        dist.barrier()
+    count = len(decoded.kept)
+    if count < config.batch_size:
+        raise usage_error(
+            f"{count} usable image(s) in {config.data}, "
+            f"fewer than --batch-size {config.batch_size}",
+            f"lower --batch-size to at most {count} or add images",
+        )
+    labels = None
+    if folder.labels is not None:
+        labels = torch.tensor([folder.labels[i] for i in decoded.kept])
+
+    backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
+    method = METHODS.create(config.method)(backbone, **config.method_options)
+    steps_per_epoch = count // config.batch_size
+    schedule = Schedule(
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+        base_lr=config.lr,
+        global_batch=config.batch_size,
+        checkpoint_every=config.checkpoint_every or steps_per_epoch,
+        log_every=max(1, min(10, steps_per_epoch)),
+    )
+    trainer = Trainer(
+        runtime,
+        method,
+        lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
+        schedule,
+        run_dir,
+        config.as_dict(),
+        RESUME_KEYS,
+    )
+    if resume is not None:
+        trainer.resume(resume)
+
+    preset = customise(PRESETS.create(config.preset), {"size": config.size}, {})
+    batches = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+    evaluate = (
+        _KnnEvaluation(decoded.pixels, labels, config, runtime) if labels is not None else None
+    )
+    result = trainer.fit(batches, evaluate)
+    if runtime.is_main:
+        _export_encoder(trainer.method.backbone, config, run_dir)
+        record = {"step": result.step, "interrupted": result.interrupted, **result.last}
+        (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+class _ViewBatches:
+    """This rank's two views of the global batch at a step."""
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        config: SiameseConfig,
+        preset: Preset,
+        runtime: Runtime,
+        steps_per_epoch: int,
+    ) -> None:
+        self.pixels = pixels
+        self.config = config
+        self.recipes = [preset.recipe(0), preset.recipe(1)]
+        self.runtime = runtime
+        self.steps_per_epoch = steps_per_epoch
+
+    def __call__(self, step: int) -> list[torch.Tensor]:
+        from sslcli.augment.ops import normalize
+        from sslcli.augment.views import apply_views, sample_view
+
+        config, runtime = self.config, self.runtime
+        epoch, within = divmod(step, self.steps_per_epoch)
+        count = len(self.pixels)
+        order = torch.randperm(
+            count, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        )
+        batch = order[within * config.batch_size : (within + 1) * config.batch_size]
+        local = batch[
+            runtime.rank * config.per_device_batch : (runtime.rank + 1) * config.per_device_batch
+        ]
+        images = torch.from_numpy(self.pixels[local.numpy()]).to(runtime.device, non_blocking=True)
+        images = images.permute(0, 3, 1, 2).float().div_(255)
+        ids = local + epoch * count
+        side = torch.full_like(ids, self.pixels.shape[1])
+        drawn = [
+            (sample_view(recipe, ids, side, side, config.seed, k), recipe)
+            for k, recipe in enumerate(self.recipes)
+        ]
+        return [normalize(view) for view in apply_views(images, drawn)]
+
+
+class _KnnEvaluation:
+    """kNN accuracy (leave-one-out, k=200, T=0.1, cosine) of backbone features, every few epochs."""
+
+    def __init__(
+        self, pixels: np.ndarray, labels: torch.Tensor, config: SiameseConfig, runtime: Runtime
+    ) -> None:
+        self.pixels = pixels
+        self.labels = labels
+        self.config = config
+        self.runtime = runtime
+
+    def __call__(self, method: SSLMethod, epoch: int) -> dict[str, float]:
+        from sslcli.eval.features import extract_features
+        from sslcli.eval.knn import leave_one_out_knn_accuracy
+
+        if not self.runtime.is_main:
+            return {}
+        if epoch % self.config.knn_every and epoch != self.config.epochs:
+            return {}
+        features = extract_features(method.backbone, self.pixels, self.runtime)
+        return {"knn_accuracy": leave_one_out_knn_accuracy(features, self.labels)}
+
+
+def _export_encoder(backbone: torch.nn.Module, config: SiameseConfig, run_dir: Path) -> None:
+    """``encoder/``: the backbone alone, loadable without sslcli (see README)."""
+    from safetensors.torch import save_file
+
+    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.engine.atomic import atomic_folder
+
+    description = {
+        "backbone": config.backbone,
+        "small_images": config.small_images,
+        "out_dim": backbone.out_dim,
+        "image_size": config.size,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "method": config.method,
+    }
+    weights = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in backbone.state_dict().items()
+    }
+    with atomic_folder(run_dir / ENCODER_FOLDER) as folder:
+        (folder / "config.json").write_text(json.dumps(description, indent=2), encoding="utf-8")
+        save_file(weights, str(folder / "model.safetensors"))

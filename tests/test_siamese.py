@@ -1,0 +1,196 @@
+"""train-siamese end to end on real digits: distributed equivalence, resume, faults, outputs."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from sslcli.cli.app import app
+from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "sample_data" / "digits"
+runner = CliRunner()
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    """32 real digits, 8 of each of 4 classes."""
+    folder = tmp_path / "digits"
+    for label in "0147":
+        (folder / label).mkdir(parents=True)
+        for path in sorted((DIGITS / label).glob("*.png"))[:8]:
+            shutil.copy(path, folder / label / path.name)
+    return folder
+
+
+def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
+    return [
+        "--backbone", "tiny-cnn", "--size", "16", "--batch-size", "16", "--epochs", "2",
+        "--gpus", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / out),
+        "--optimizer", "sgd", "--lr", "0.5", "--knn-every", "1", *extra,
+    ]  # fmt: skip
+
+
+def _train(digits: Path, tmp_path: Path, out: str, *extra: str) -> object:
+    return runner.invoke(app, ["train-siamese", str(digits), *_options(tmp_path, out, *extra)])
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(resolve_resume(run)).weights
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_config_metrics_checkpoints_and_a_plain_encoder(
+    digits: Path, tmp_path: Path
+) -> None:
+    result = _train(digits, tmp_path, "run", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    run = tmp_path / "run"
+    assert report["step"] == 4 and not report["interrupted"] and 0 <= report["knn_accuracy"] <= 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 16 and config["lr"] == 0.5 * 16 / 256 and config["small_images"]
+    steps = [m for m in _metrics(run) if "loss" in m]
+    assert [m["step"] for m in steps] == [2, 4] and all("embedding_std" in m for m in steps)
+    assert [m["epoch"] for m in _metrics(run) if "knn_accuracy" in m] == [1, 2]
+    # the encoder loads into a plain module without sslcli's help
+    from sslcli.models.tiny_cnn import TinyCNN
+
+    encoder = TinyCNN()
+    encoder.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
+    assert json.loads((run / "encoder" / "config.json").read_text())["out_dim"] == 128
+
+
+def test_two_processes_equal_one_process_with_the_same_global_batch(
+    digits: Path, tmp_path: Path
+) -> None:
+    # one step (global batch 32 = 2 x 16): after more steps float noise grows chaotically
+    one_step = ("--batch-size", "32", "--epochs", "1")
+    assert _train(digits, tmp_path, "one", *one_step).exit_code == 0
+    two = _train(digits, tmp_path, "two", *one_step, "--cpu-procs", "2")
+    assert two.exit_code == 0, two.output
+    for a, b in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two"), strict=True):
+        for name in ("loss", "knn_accuracy"):
+            if name in a:
+                assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-5), name
+    one_weights, two_weights = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    for name, tensor in one_weights.items():
+        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-5, atol=2e-6, msg=name)
+
+
+def test_torchrun_on_cpu_equals_spawned_processes(digits: Path, tmp_path: Path) -> None:
+    one_step = ("--batch-size", "32", "--epochs", "1")
+    assert _train(digits, tmp_path, "spawned", *one_step, "--cpu-procs", "2").exit_code == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["--master-port", str(port), "-m", "sslcli", "train-siamese", str(digits)]
+    subprocess.run(
+        [*command, *_options(tmp_path, "torchrun", *one_step)],
+        check=True, cwd=REPO, capture_output=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))},
+    )  # fmt: skip
+    spawned, launched = _final_weights(tmp_path / "spawned"), _final_weights(tmp_path / "torchrun")
+    for name, tensor in spawned.items():
+        torch.testing.assert_close(launched[name], tensor, msg=name)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(digits: Path, tmp_path: Path) -> None:
+    long = ("--epochs", "12", "--checkpoint-every", "1")
+    assert _train(digits, tmp_path, "straight", *long).exit_code == 0
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits)]
+    command += _options(tmp_path, "killed", *long)
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = load_checkpoint(resolve_resume(tmp_path / "killed")).config["step"]
+    assert 1 <= stopped_at < 24, "the kill should land mid-run"
+    resumed = _train(digits, tmp_path, "killed", *long, "--resume", str(tmp_path / "killed"))
+    assert resumed.exit_code == 0, resumed.output
+    straight, again = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
+    for name, tensor in straight.items():
+        torch.testing.assert_close(again[name], tensor, msg=name)
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_cleanly(digits: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits)]
+    command += _options(tmp_path, "stopped", "--epochs", "200")
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "stopped" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0
+    assert "--resume" in stderr
+    step = load_checkpoint(resolve_resume(tmp_path / "stopped")).config["step"]
+    assert 2 <= step < 400
+
+
+def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    digits: Path, tmp_path: Path
+) -> None:
+    result = _train(digits, tmp_path, "nan", "--lr", "1e30", "--checkpoint-every", "1")
+    assert result.exit_code == 1
+    assert "the loss became" in result.stderr and "--resume" in result.stderr
+    checkpoint = load_checkpoint(resolve_resume(tmp_path / "nan"))
+    assert all(
+        torch.isfinite(t).all() for t in checkpoint.weights.values() if t.is_floating_point()
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--batch-size", "64"), "fewer than --batch-size 64"),
+        (("--batch-size", "15", "--cpu-procs", "2"), "divisible by the 2 processes"),
+        (("--method", "simclrr"), "did you mean simclr"),
+        (("--backbone", "resnet19"), "did you mean resnet18"),
+        (("--gpus", "1"), "asked for 1 GPUs but found 0"),
+    ],
+)
+def test_bad_settings_are_clear_errors(
+    digits: Path, tmp_path: Path, extra: tuple, says: str
+) -> None:
+    if "--gpus" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = _train(digits, tmp_path, "bad", *extra)
+    assert result.exit_code == 2
+    assert says in result.stderr
+
+
+def test_an_existing_run_is_never_overwritten(digits: Path, tmp_path: Path) -> None:
+    assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
+    again = _train(digits, tmp_path, "run", "--epochs", "1")
+    assert again.exit_code == 2 and "already holds a run" in again.stderr
+
+
+def test_resume_from_a_mismatched_run_is_refused(digits: Path, tmp_path: Path) -> None:
+    assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
+    result = _train(
+        digits, tmp_path, "run", "--epochs", "1", "--size", "20", "--resume", str(tmp_path / "run")
+    )
+    assert result.exit_code == 2 and "mismatched checkpoint: size" in result.stderr
