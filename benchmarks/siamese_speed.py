@@ -1,0 +1,115 @@
+"""Training images/s of train-siamese (SimCLR) against the pure compute ceiling.
+
+Both run the same Trainer, model, batch and precision; "ours" takes each step's two views from
+the real data path (decode-once cache -> batched augmentation on the training device), the
+ceiling feeds views already in memory on the device. Ratio = ours / ceiling.
+
+Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
+     python benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sslcli.augment.presets import PRESETS, customise
+from sslcli.data.cache import decode_once
+from sslcli.data.folder import scan_image_folder
+from sslcli.engine.optim import make_optimizer
+from sslcli.engine.runtime import make_runtime
+from sslcli.engine.trainer import Schedule, Trainer
+from sslcli.methods import METHODS
+from sslcli.models.backbones import BACKBONES
+from sslcli.siamese import RESUME_KEYS, _ViewBatches, resolve_config
+
+DIGITS = Path(__file__).resolve().parent.parent / "sample_data" / "digits"
+
+
+class _Timed:
+    """Counts the steps after ``warmup`` and the time they took."""
+
+    def __init__(self, source, warmup: int, device: torch.device) -> None:
+        self.source, self.warmup, self.device = source, warmup, device
+        self.calls, self.start = 0, 0.0
+
+    def __call__(self, step: int) -> list[torch.Tensor]:
+        if self.calls == self.warmup:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+        self.calls += 1
+        return self.source(step)
+
+    def images_per_second(self, batch: int) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return (self.calls - self.warmup - 1) * batch / (time.perf_counter() - self.start)
+
+
+def run(args: argparse.Namespace, ceiling: bool) -> float:
+    runtime = make_runtime(args.device, args.precision, 0)
+    config = resolve_config(
+        1, data=str(args.data), method="simclr", backbone=args.backbone, size=args.size,
+        small_images=None, preset="simclr", epochs=1, batch_size=args.batch_size, optimizer=None,
+        lr_per_256=None, weight_decay=None, warmup_epochs=0, method_options={}, seed=0,
+        precision=args.precision, knn_every=10**6, cache_dir=str(args.cache_dir), strict=False,
+        checkpoint_every=10**9,
+    )  # fmt: skip
+    decoded = decode_once(scan_image_folder(args.data).paths, args.size, args.cache_dir)
+    steps_per_epoch = len(decoded.kept) // args.batch_size
+    epochs = -(-(args.steps + args.warmup + 1) // steps_per_epoch)
+    schedule = Schedule(steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6)
+    method = METHODS.create("simclr")(
+        BACKBONES.create(args.backbone, small_images=config.small_images)
+    )
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(
+            runtime,
+            method,
+            lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
+            schedule,
+            Path(run_dir),
+            config.as_dict(),
+            RESUME_KEYS,
+        )
+        preset = customise(PRESETS.create("simclr"), {"size": args.size}, {})
+        views = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+        if ceiling:
+            fixed = [view.clone() for view in views(0)]
+            timed = _Timed(lambda step: fixed, args.warmup, runtime.device)
+        else:
+            timed = _Timed(views, args.warmup, runtime.device)
+        trainer.fit(timed)
+    return timed.images_per_second(args.batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=DIGITS)
+    parser.add_argument("--backbone", default="tiny-cnn")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "sslcli-bench"
+    )
+    args = parser.parse_args()
+    ceiling = run(args, ceiling=True)
+    ours = run(args, ceiling=False)
+    print(
+        f"{args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
+        f"({args.precision}): ceiling {ceiling:.1f} img/s, ours {ours:.1f} img/s, "
+        f"ratio {ours / ceiling:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
