@@ -12,4 +12,4 @@ echo "== training speed vs the compute ceiling"
 $PY benchmarks/siamese_speed.py --device cuda --backbone resnet18 --size 32 --batch-size 256 --steps 30 2>&1 | grep -v "━"
 $PY benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224 --batch-size 256 --steps 12 2>&1 | grep -v "━"
 echo "== augmentation speed (GPU) and share of a ResNet-50 step"
-$PY benchmarks/augment_speed.py --device cuda --seconds 3 --threads 1
+[ "${WITH_AUGMENT:-1}" = 1 ] && $PY benchmarks/augment_speed.py --device cuda --seconds 3 --threads 1

@@ -14,7 +14,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
 from sslcli.engine.collectives import all_reduce_sum
 from sslcli.engine.optim import warmup_cosine
+from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import runtime_error
@@ -134,9 +135,11 @@ class Trainer:
         schedule, runtime = self.schedule, self.runtime
         last: dict[str, float] = {}
         window = _Window()
+        prefetcher = Prefetcher(batches, runtime.device)
         with (
             _catch_stop_signals() as stop,
             progress_bar("train", schedule.total_steps, "step", enabled=runtime.is_main) as bar,
+            closing(prefetcher),
         ):
             bar.advance(self.step)
             while self.step < schedule.total_steps:
@@ -146,7 +149,8 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 started = time.perf_counter()
-                views = batches(self.step)
+                following = self.step + 1 if self.step + 1 < schedule.total_steps else None
+                views = prefetcher.get(self.step, following)
                 loaded = time.perf_counter()
                 loss, embeddings = self._train_step(views)
                 flags = torch.stack(
