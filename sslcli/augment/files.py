@@ -1,7 +1,8 @@
 """Augment image files: decode, batch by size, draw views on a device, write them and a grid.
 
 A view's randomness depends only on the seed, the image's position in the sorted input list
-and the view number, so the same seed gives the same files for any batch size or device.
+and the view number, so the same seed gives the same files for any batch size (and the same
+parameters on any device).
 """
 
 from __future__ import annotations
