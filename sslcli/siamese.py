@@ -33,6 +33,7 @@ RESUME_KEYS = (
     "small_images",
     "size",
     "preset",
+    "view_changes",
     "batch_size",
     "seed",
     "epochs",
@@ -57,6 +58,8 @@ class SiameseConfig:
     weight_decay: float = 1e-6
     warmup_epochs: int = 10
     method_options: dict[str, float] = field(default_factory=dict)
+    view_changes: dict[str, Any] = field(default_factory=dict)
+    """Augmentation fields set on the command line, over the preset's."""
     seed: int = 0
     precision: str = "auto"
     world_size: int = 1
@@ -72,7 +75,8 @@ class SiameseConfig:
         return self.batch_size // self.world_size
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON data (tuples as lists), as saved in config.json and checkpoints."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
@@ -176,7 +180,8 @@ def train_siamese(
     if resume is not None:
         trainer.resume(resume)
 
-    preset = customise(PRESETS.create(config.preset), {"size": config.size}, {})
+    changes = {"size": config.size, **config.view_changes}
+    preset = customise(PRESETS.create(config.preset), changes, {})
     batches = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
     evaluate = (
         _KnnEvaluation(decoded.pixels, labels, config, runtime) if labels is not None else None

@@ -10,43 +10,18 @@ import typer
 from rich.table import Table
 
 from sslcli.cli.console import print_json, stderr
+from sslcli.cli.view_options import (
+    BlurProb,
+    CropRatio,
+    CropScale,
+    FlipProb,
+    GrayscaleProb,
+    Jitter,
+    JitterProb,
+    SolarizeProb,
+    view_changes,
+)
 from sslcli.errors import usage_error
-
-
-def _pair(text: str | None, option: str) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    parts = text.split(",")
-    try:
-        low, high = (float(part) for part in parts)
-    except ValueError:
-        raise usage_error(f"{option} takes two numbers like 0.2,1.0, got {text!r}") from None
-    if not 0 < low <= high:
-        raise usage_error(f"{option} needs 0 < low <= high, got {text!r}")
-    return low, high
-
-
-def _jitter(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = [values[0], values[0], values[0], min(values[0] / 4, 0.5)]
-    if len(values) != 4 or min(values) < 0 or values[3] > 0.5:
-        raise usage_error(
-            f"--jitter takes one strength or brightness,contrast,saturation,hue; got {text!r}",
-            "e.g. --jitter 0.4 (hue = strength/4) or --jitter 0.4,0.4,0.2,0.1 (hue at most 0.5)",
-        )
-    return values[0], values[1], values[2], values[3]
-
-
-def _probability(value: float | None, option: str) -> float | None:
-    if value is not None and not 0 <= value <= 1:
-        raise usage_error(f"{option} is a probability between 0 and 1, got {value}")
-    return value
 
 
 def augment(
@@ -65,25 +40,14 @@ def augment(
     size: Annotated[
         int | None, typer.Option(help="Side of the (global) views in pixels [default: 224].")
     ] = None,
-    crop_scale: Annotated[
-        str | None, typer.Option(help="Crop area range as a fraction of the image, e.g. 0.2,1.0.")
-    ] = None,
-    crop_ratio: Annotated[
-        str | None, typer.Option(help="Crop aspect-ratio range, e.g. 0.75,1.333.")
-    ] = None,
-    jitter: Annotated[
-        str | None,
-        typer.Option(help="Colour jitter: one strength or brightness,contrast,saturation,hue."),
-    ] = None,
-    jitter_prob: Annotated[float | None, typer.Option(help="Probability of colour jitter.")] = None,
-    flip_prob: Annotated[
-        float | None, typer.Option(help="Probability of a horizontal flip.")
-    ] = None,
-    grayscale_prob: Annotated[float | None, typer.Option(help="Probability of grayscale.")] = None,
-    blur_prob: Annotated[float | None, typer.Option(help="Probability of Gaussian blur.")] = None,
-    solarize_prob: Annotated[
-        float | None, typer.Option(help="Probability of solarisation.")
-    ] = None,
+    crop_scale: CropScale = None,
+    crop_ratio: CropRatio = None,
+    jitter: Jitter = None,
+    jitter_prob: JitterProb = None,
+    flip_prob: FlipProb = None,
+    grayscale_prob: GrayscaleProb = None,
+    blur_prob: BlurProb = None,
+    solarize_prob: SolarizeProb = None,
     local_size: Annotated[
         int | None, typer.Option(help="Side of local crops (dino) [default: 96].")
     ] = None,
@@ -131,20 +95,21 @@ def augment(
     for value in (size, local_size):
         if value is not None and value < 8:
             raise usage_error(f"view sizes must be at least 8 pixels, got {value}")
-    changes = {
-        "size": size,
-        "crop_scale": _pair(crop_scale, "--crop-scale"),
-        "crop_ratio": _pair(crop_ratio, "--crop-ratio"),
-        "jitter": _jitter(jitter),
-        "jitter_prob": _probability(jitter_prob, "--jitter-prob"),
-        "flip_prob": _probability(flip_prob, "--flip-prob"),
-        "grayscale_prob": _probability(grayscale_prob, "--grayscale-prob"),
-        "blur_prob": _probability(blur_prob, "--blur-prob"),
-        "solarize_prob": _probability(solarize_prob, "--solarize-prob"),
-    }
-    global_changes = {name: value for name, value in changes.items() if value is not None}
+    changes = view_changes(
+        crop_scale,
+        crop_ratio,
+        jitter,
+        jitter_prob,
+        flip_prob,
+        grayscale_prob,
+        blur_prob,
+        solarize_prob,
+    )
+    if size is not None:
+        changes["size"] = size
+    global_changes = changes
     local_changes = {
-        name: value for name, value in global_changes.items() if name not in ("size", "crop_scale")
+        name: value for name, value in changes.items() if name not in ("size", "crop_scale")
     }
     if local_size is not None:
         local_changes["size"] = local_size

@@ -12,6 +12,17 @@ import typer
 from rich.table import Table
 
 from sslcli.cli.console import print_json, stderr
+from sslcli.cli.view_options import (
+    BlurProb,
+    CropRatio,
+    CropScale,
+    FlipProb,
+    GrayscaleProb,
+    Jitter,
+    JitterProb,
+    SolarizeProb,
+    view_changes,
+)
 from sslcli.errors import usage_error
 
 if TYPE_CHECKING:
@@ -41,6 +52,14 @@ def train_siamese(
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Augmentation preset for the two views.")] = "simclr",
+    crop_scale: CropScale = None,
+    crop_ratio: CropRatio = None,
+    jitter: Jitter = None,
+    jitter_prob: JitterProb = None,
+    flip_prob: FlipProb = None,
+    grayscale_prob: GrayscaleProb = None,
+    blur_prob: BlurProb = None,
+    solarize_prob: SolarizeProb = None,
     epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 100,
     batch_size: Annotated[
         int, typer.Option(help="GLOBAL batch: images per step summed over all processes/GPUs.")
@@ -137,6 +156,16 @@ def train_siamese(
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
         method_options={"temperature": temperature},
+        view_changes=view_changes(
+            crop_scale,
+            crop_ratio,
+            jitter,
+            jitter_prob,
+            flip_prob,
+            grayscale_prob,
+            blur_prob,
+            solarize_prob,
+        ),
         seed=seed,
         precision=precision,
         knn_every=knn_every,
