@@ -38,18 +38,16 @@ def knn_accuracy(
             "embed both splits with the same model",
         )
     device = train_features.device
-    train = _normalise(train_features)
-    test = _normalise(test_features.to(device))
-    train_labels = train_labels.to(device)
-    test_labels = test_labels.to(device)
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    k = min(k, len(train))
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    for start in range(0, len(test), chunk):
-        similarities = test[start : start + chunk] @ train.T
-        predicted = _vote(similarities, train_labels, k, temperature, num_classes)
-        correct += (predicted == test_labels[start : start + chunk]).sum()
-    return correct.item() / len(test)
+    return _accuracy(
+        _normalise(test_features.to(device)),
+        test_labels.to(device),
+        _normalise(train_features),
+        train_labels.to(device),
+        min(k, len(train_features)),
+        temperature,
+        chunk,
+        exclude_self=False,
+    )
 
 
 def leave_one_out_knn_accuracy(
@@ -69,19 +67,34 @@ def leave_one_out_knn_accuracy(
         raise usage_error(
             "leave-one-out kNN needs at least 2 samples", "evaluate on a larger data set"
         )
-    reference = _normalise(features)
+    features = _normalise(features)
     labels = labels.to(features.device)
-    num_classes = int(labels.max()) + 1
-    k = min(k, len(reference) - 1)
-    correct = torch.zeros((), dtype=torch.long, device=features.device)
-    for start in range(0, len(reference), chunk):
-        similarities = reference[start : start + chunk] @ reference.T
-        rows = torch.arange(len(similarities), device=features.device)
-        # Cosine similarities are >= -1, so -inf is never among the top k <= n - 1.
-        similarities[rows, rows + start] = -torch.inf
-        predicted = _vote(similarities, labels, k, temperature, num_classes)
-        correct += (predicted == labels[start : start + chunk]).sum()
-    return correct.item() / len(reference)
+    k = min(k, len(features) - 1)
+    return _accuracy(features, labels, features, labels, k, temperature, chunk, exclude_self=True)
+
+
+def _accuracy(
+    queries: torch.Tensor,
+    query_labels: torch.Tensor,
+    references: torch.Tensor,
+    reference_labels: torch.Tensor,
+    k: int,
+    temperature: float,
+    chunk: int,
+    exclude_self: bool,
+) -> float:
+    """Share of queries whose vote is right; with ``exclude_self`` query i is reference i."""
+    num_classes = int(max(reference_labels.max(), query_labels.max())) + 1
+    correct = torch.zeros((), dtype=torch.long, device=queries.device)
+    for start in range(0, len(queries), chunk):
+        similarities = queries[start : start + chunk] @ references.T
+        if exclude_self:
+            rows = torch.arange(len(similarities), device=queries.device)
+            # Cosine similarities are >= -1, so -inf is never among the top k <= n - 1.
+            similarities[rows, rows + start] = -torch.inf
+        predicted = _vote(similarities, reference_labels, k, temperature, num_classes)
+        correct += (predicted == query_labels[start : start + chunk]).sum()
+    return correct.item() / len(queries)
 
 
 def _vote(
