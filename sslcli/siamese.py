@@ -9,6 +9,7 @@ see exactly what 1 process x 2B sees, and a resumed run what an uninterrupted on
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,16 @@ RESUME_KEYS = (
     "batch_size",
     "seed",
     "epochs",
+    "optimizer",
+    "lr_per_256",
+    "weight_decay",
+    "warmup_epochs",
+    "method_options",
+    "precision",
+    "images",
 )
+"""Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
+state, the schedule or the data (``images`` fingerprints the decoded image set)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,8 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
         raise usage_error(
             f"unknown optimizer {optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}"
         )
-    lr_per_256 = options.pop("lr_per_256") or defaults.lr_per_256
+    lr_per_256 = options.pop("lr_per_256")
+    lr_per_256 = defaults.lr_per_256 if lr_per_256 is None else lr_per_256
     weight_decay = options.pop("weight_decay")
     weight_decay = defaults.weight_decay if weight_decay is None else weight_decay
     batch = options["batch_size"]
@@ -130,6 +141,7 @@ def train_siamese(
     from sslcli.augment.presets import PRESETS, customise
     from sslcli.data.cache import decode_once
     from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.atomic import write_text_atomic
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.progress import progress_bar
     from sslcli.engine.trainer import Schedule, Trainer
@@ -174,7 +186,7 @@ def train_siamese(
         lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
         schedule,
         run_dir,
-        config.as_dict(),
+        config.as_dict() | {"images": _fingerprint(folder.paths, decoded.kept, Path(config.data))},
         RESUME_KEYS,
     )
     if resume is not None:
@@ -190,7 +202,7 @@ def train_siamese(
     if runtime.is_main:
         _export_encoder(trainer.method.backbone, config, run_dir)
         record = {"step": result.step, "interrupted": result.interrupted, **result.last}
-        (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        write_text_atomic(run_dir / RESULT_FILE, json.dumps(record, indent=2))
 
 
 class _ViewBatches:
@@ -258,12 +270,17 @@ class _KnnEvaluation:
         return {"knn_accuracy": leave_one_out_knn_accuracy(features, self.labels)}
 
 
-def _export_encoder(backbone: torch.nn.Module, config: SiameseConfig, run_dir: Path) -> None:
-    """``encoder/``: the backbone alone, loadable without sslcli (see README)."""
-    from safetensors.torch import save_file
+def _fingerprint(paths: list[Path], kept: list[int], root: Path) -> str:
+    """The training images' count and names: the data order of a run depends on them."""
+    names = "\n".join(paths[i].relative_to(root).as_posix() for i in kept)
+    return f"{len(kept)} images, names {hashlib.sha256(names.encode()).hexdigest()[:16]}"
 
+
+def _export_encoder(backbone: torch.nn.Module, config: SiameseConfig, run_dir: Path) -> None:
+    """``encoder/``: the backbone alone, a checkpoint folder without trainer state, loadable
+    without sslcli (see README)."""
     from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
-    from sslcli.engine.atomic import atomic_folder
+    from sslcli.engine.checkpoint import save_checkpoint
 
     description = {
         "backbone": config.backbone,
@@ -274,9 +291,4 @@ def _export_encoder(backbone: torch.nn.Module, config: SiameseConfig, run_dir: P
         "std": IMAGENET_STD,
         "method": config.method,
     }
-    weights = {
-        name: tensor.detach().cpu().contiguous() for name, tensor in backbone.state_dict().items()
-    }
-    with atomic_folder(run_dir / ENCODER_FOLDER) as folder:
-        (folder / "config.json").write_text(json.dumps(description, indent=2), encoding="utf-8")
-        save_file(weights, str(folder / "model.safetensors"))
+    save_checkpoint(run_dir / ENCODER_FOLDER, backbone.state_dict(), description)

@@ -27,28 +27,35 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, channels] + [1] * (input.dim() - 2)
         values = input.float()
+        # One all-reduce of the sums, accumulated in float64: in float32, E[x^2] - E[x]^2
+        # cancels catastrophically for channels with a large mean and a small spread.
+        wide = values.double()
         local = torch.cat(
-            [
-                values.sum(dims),
-                (values * values).sum(dims),
-                values.new_tensor([values.numel() / channels]),
-            ]
+            [wide.sum(dims), (wide * wide).sum(dims), wide.new_tensor([values.numel() / channels])]
         )
         total = all_reduce_sum(local)
         count = total[-1]
         mean = total[:channels] / count
-        variance = total[channels : 2 * channels] / count - mean * mean
+        variance = (total[channels : 2 * channels] / count - mean * mean).clamp_(min=0)
+        mean, variance, count = mean.float(), variance.float(), count.float()
+        centred = values - mean.view(shape)
         if self.track_running_stats:
-            with torch.no_grad():
-                momentum = self.momentum if self.momentum is not None else 0.1
-                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
-                unbiased = variance * count / (count - 1)
-                self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
-                self.num_batches_tracked.add_(1)
-        normalised = (values - mean.view(shape)) * torch.rsqrt(variance.view(shape) + self.eps)
+            self._update_running_stats(mean, variance, count)
+        normalised = centred * torch.rsqrt(variance.view(shape) + self.eps)
         if self.affine:
             normalised = normalised * self.weight.view(shape) + self.bias.view(shape)
         return normalised.to(input.dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(
+        self, mean: torch.Tensor, variance: torch.Tensor, count: torch.Tensor
+    ) -> None:
+        self.num_batches_tracked.add_(1)
+        # torch's convention: momentum None means a cumulative average
+        momentum = self.momentum if self.momentum is not None else 1 / self.num_batches_tracked
+        self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+        unbiased = variance * count / (count - 1)
+        self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
 
 
 def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

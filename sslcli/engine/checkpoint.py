@@ -93,9 +93,13 @@ def save_run_checkpoint(
     """Save ``step``'s checkpoint in a run, point ``latest`` at it, keep the newest ``keep``."""
     folder = save_checkpoint(step_folder(run, step), weights, config, trainer_state)
     write_text_atomic(run / CHECKPOINTS_FOLDER / LATEST_FILE, folder.name + "\n")
-    older = sorted((run / CHECKPOINTS_FOLDER).glob("step-*"))[:-keep]
-    for stale in older:
-        shutil.rmtree(stale)
+    # Folders of later steps belong to a timeline this run has left (it resumed from an
+    # earlier checkpoint); temporaries are what a kill left half-written.
+    later = [f for f in (run / CHECKPOINTS_FOLDER).glob("step-*") if f.name > folder.name]
+    earlier = sorted(f for f in (run / CHECKPOINTS_FOLDER).glob("step-*") if f.name < folder.name)
+    leftovers = list((run / CHECKPOINTS_FOLDER).glob(".step-*.tmp-*"))
+    for stale in later + earlier[: max(0, len(earlier) - (keep - 1))] + leftovers:
+        shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 

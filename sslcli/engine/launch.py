@@ -8,8 +8,10 @@ joins that group and spawns nothing.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
+import signal
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ Worker = Callable[..., None]
 """A function ``worker(runtime, *args)`` run once in every process; must be module-level."""
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE")
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
+"""How long a rank waits for its peers: rank 0 alone runs evaluations between steps."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +90,21 @@ def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tu
     context = mp.get_context("spawn")
     errors: SimpleQueue = context.SimpleQueue()
     port = _free_port()
+    # The workers handle Ctrl-C and SIGTERM (finish the step, checkpoint, exit 0): this
+    # process ignores Ctrl-C (the terminal sends it to the workers too) and passes SIGTERM on.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.getsignal(signal.SIGTERM)
     try:
-        mp.spawn(
+        processes = mp.start_processes(
             _spawned_process,
             args=(plan, port, precision, seed, worker, args, errors),
             nprocs=plan.processes,
-            join=True,
+            join=False,
+            start_method="spawn",
         )
+        signal.signal(signal.SIGTERM, lambda signum, frame: _forward(signum, processes))
+        while not processes.join():
+            pass
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
         if not errors.empty():
             message, hint, exit_code = errors.get()
@@ -101,6 +113,15 @@ def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tu
         raise runtime_error(
             f"a worker process failed: {last_line}", "run again with --debug for the traceback"
         ) from failure
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _forward(signum: int, processes: Any) -> None:
+    for process in processes.processes:
+        if process.is_alive():
+            os.kill(process.pid, signum)
 
 
 def _spawned_process(
@@ -150,7 +171,9 @@ def _run_in_group(
     )
     backend = "nccl" if device_type == "cuda" else "gloo"
     init = {"device_id": runtime.device} if device_type == "cuda" else {}
-    dist.init_process_group(backend, rank=rank, world_size=world_size, **init)
+    dist.init_process_group(
+        backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **init
+    )
     try:
         worker(runtime, *args)
         dist.barrier()

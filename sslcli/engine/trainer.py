@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from sslcli.engine.atomic import write_text_atomic
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
 from sslcli.engine.collectives import all_reduce_sum
@@ -29,7 +30,7 @@ from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
-from sslcli.errors import runtime_error
+from sslcli.errors import runtime_error, usage_error
 from sslcli.methods.base import SSLMethod
 
 METRICS_FILE = "metrics.jsonl"
@@ -111,14 +112,30 @@ class Trainer:
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
-        check_compatible(checkpoint.config, self.config, self.resume_keys)
         state = checkpoint.trainer_state or {}
         if "optimizer" not in state:
-            raise runtime_error(f"{checkpoint_path} holds no trainer state to resume from")
+            raise usage_error(
+                f"{checkpoint_path} is not a training checkpoint (it holds no trainer state)",
+                "give the run folder or one of its checkpoints/step-* folders",
+            )
+        check_compatible(checkpoint.config, self.config, self.resume_keys)
         self.method.load_state_dict(checkpoint.weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        if self.runtime.is_main:
+            self._forget_metrics_after(self.step)
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the records of steps the resumed run will train again."""
+        path = self.run_dir / METRICS_FILE
+        if path.is_file():
+            kept = [
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if json.loads(line)["step"] <= step
+            ]
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def _save(self) -> Path | None:
         if not self.runtime.is_main:
@@ -129,7 +146,15 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
         }
         config = {**self.config, "step": self.step}
-        return save_run_checkpoint(self.run_dir, self.step, self.method.state_dict(), config, state)
+        try:
+            return save_run_checkpoint(
+                self.run_dir, self.step, self.method.state_dict(), config, state
+            )
+        except OSError as error:
+            raise runtime_error(
+                f"cannot write a checkpoint in {self.run_dir}: {error}",
+                "free disk space, then --resume from the last checkpoint",
+            ) from error
 
     def fit(self, batches: Batches, on_epoch_end: EpochEnd | None = None) -> TrainResult:
         schedule, runtime = self.schedule, self.runtime
@@ -205,8 +230,11 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:
-            with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            try:
+                with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            except OSError as error:
+                raise runtime_error(f"cannot write {METRICS_FILE}: {error}") from error
 
 
 def _embedding_std(embeddings: torch.Tensor) -> float:

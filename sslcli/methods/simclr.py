@@ -18,8 +18,13 @@ from sslcli.models.heads import mlp
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent over the global batch for this rank's anchors (both directions)."""
-    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    """NT-Xent over the global batch for this rank's anchors (both directions), in fp32."""
+    with torch.autocast(z1.device.type, enabled=False):
+        return _nt_xent(z1.float(), z2.float(), temperature)
+
+
+def _nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     everyone1, everyone2 = gather(z1), gather(z2)
     local = z1.shape[0]
     positives = torch.arange(local, device=z1.device) + rank() * local

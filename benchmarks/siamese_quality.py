@@ -1,0 +1,124 @@
+"""kNN accuracy of a train-siamese encoder on OpenCV's 5000 digits, beside its floors.
+
+Setup (this script's own step): OpenCV's digits.png comes from the Debian package
+`opencv-doc` (`apt-get download`, unpacked, not installed). Per class, rows 0-3 of the sheet
+(400 digits) train and row 4 (100 digits) tests: 4000 / 1000 images, 32 px. Labels are used
+only for the evaluation: kNN (cosine, k=200, T=0.1 weighted votes) of test features against
+train features, as lightly's benchmarks.
+
+Rows: raw pixels, a random-init encoder, and ours after `sslcli train-siamese` on the train
+images with the given settings (pass the training options after --).
+
+Run: python benchmarks/siamese_quality.py --work /tmp/digits-bench -- --backbone tiny-cnn
+     --epochs 30 --batch-size 256 --crop-scale 0.4,1 --flip-prob 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from sslcli.data.cache import decode_once
+from sslcli.data.folder import scan_image_folder
+from sslcli.engine.runtime import make_runtime
+from sslcli.eval.features import extract_features
+from sslcli.eval.knn import knn_accuracy
+from sslcli.models.backbones import BACKBONES
+
+DIGIT = 20
+SIZE = 32
+
+
+def prepare(work: Path) -> tuple[Path, Path]:
+    """Cut OpenCV's digits into work/train/<label> and work/test/<label> (once)."""
+    train, test = work / "train", work / "test"
+    if (test / "9").is_dir():
+        return train, test
+    debs = work / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    if not sorted(debs.glob("opencv-doc_*.deb")):
+        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=debs, check=True)
+    unpacked = work / "unpacked"
+    deb = sorted(debs.glob("opencv-doc_*.deb"))[-1]
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    sheet_path = next(unpacked.rglob("digits.png"))
+    sheet = np.asarray(Image.open(sheet_path).convert("L"))
+    for label in range(10):
+        for row_in_class in range(5):
+            row = label * 5 + row_in_class
+            split = test if row_in_class == 4 else train
+            folder = split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            for column in range(100):
+                tile = sheet[row * DIGIT : (row + 1) * DIGIT, column * DIGIT : (column + 1) * DIGIT]
+                Image.fromarray(tile).save(folder / f"{row:02d}_{column:03d}.png")
+    return train, test
+
+
+def load(folder: Path, cache: Path) -> tuple[np.ndarray, torch.Tensor]:
+    scanned = scan_image_folder(folder)
+    decoded = decode_once(scanned.paths, SIZE, cache)
+    return np.asarray(decoded.pixels), torch.tensor(scanned.labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
+    parser.add_argument("train_options", nargs="*", help="options for sslcli train-siamese")
+    args = parser.parse_args()
+    train_dir, test_dir = prepare(args.work)
+    cache = args.work / "cache"
+    train_pixels, train_labels = load(train_dir, cache)
+    test_pixels, test_labels = load(test_dir, cache)
+    runtime = make_runtime("cpu", "fp32", 0)
+
+    def flat(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(pixels).float().reshape(len(pixels), -1)
+
+    raw = knn_accuracy(flat(train_pixels), train_labels, flat(test_pixels), test_labels)
+    print(f"raw pixels ({SIZE} px)          kNN {raw:.3f}")
+
+    options = args.train_options or ["--backbone", "tiny-cnn"]
+    backbone_name = (
+        options[options.index("--backbone") + 1] if "--backbone" in options else "resnet18"
+    )
+    torch.manual_seed(0)
+    backbone = BACKBONES.create(backbone_name, small_images=True)
+    random = knn_accuracy(
+        extract_features(backbone, train_pixels, runtime), train_labels,
+        extract_features(backbone, test_pixels, runtime), test_labels,
+    )  # fmt: skip
+    print(f"random-init {backbone_name:<14} kNN {random:.3f}")
+
+    run = args.work / f"run-{int(time.time())}"
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(train_dir), "--size", str(SIZE)]
+    command += ["--gpus", "0", "--out", str(run), "--cache-dir", str(cache), "--json", *options]
+    started = time.perf_counter()
+    result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    minutes = (time.perf_counter() - started) / 60
+    encoder = json.loads((run / "encoder" / "config.json").read_text())
+    trained = BACKBONES.create(encoder["backbone"], small_images=encoder["small_images"])
+    trained.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
+    ours = knn_accuracy(
+        extract_features(trained, train_pixels, runtime), train_labels,
+        extract_features(trained, test_pixels, runtime), test_labels,
+    )  # fmt: skip
+    print(
+        f"sslcli SimCLR {encoder['backbone']:<13} kNN {ours:.3f}  "
+        f"({result['step']} steps, {minutes:.1f} min, options: {' '.join(options)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
