@@ -67,7 +67,7 @@ def prepare(work: Path) -> tuple[Path, Path]:
 def load(folder: Path, cache: Path) -> tuple[np.ndarray, torch.Tensor]:
     scanned = scan_image_folder(folder)
     decoded = decode_once(scanned.paths, SIZE, cache)
-    return np.asarray(decoded.pixels), torch.tensor(scanned.labels)
+    return np.array(decoded.pixels), torch.tensor(scanned.labels)
 
 
 def main() -> None:

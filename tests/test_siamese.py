@@ -112,7 +112,7 @@ def test_torchrun_on_cpu_equals_spawned_processes(digits: Path, tmp_path: Path) 
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(digits: Path, tmp_path: Path) -> None:
-    long = ("--epochs", "12", "--checkpoint-every", "1")
+    long = ("--epochs", "30", "--checkpoint-every", "3")
     assert _train(digits, tmp_path, "straight", *long).exit_code == 0
     command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits)]
     command += _options(tmp_path, "killed", *long)
@@ -127,7 +127,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(digits: Path, tmp_path:
     process.send_signal(signal.SIGKILL)
     process.wait()
     stopped_at = load_checkpoint(resolve_resume(tmp_path / "killed")).config["step"]
-    assert 1 <= stopped_at < 24, "the kill should land mid-run"
+    assert stopped_at < 60, "the kill should land mid-run"
     resumed = _train(digits, tmp_path, "killed", *long, "--resume", str(tmp_path / "killed"))
     assert resumed.exit_code == 0, resumed.output
     straight, again = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
@@ -151,6 +151,30 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(digits: Path, tmp_pat
     assert 2 <= step < 400
 
 
+def test_sigterm_to_a_multi_process_run_checkpoints_and_exits_cleanly(
+    digits: Path, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits)]
+    command += _options(tmp_path, "stopped", "--epochs", "200", "--cpu-procs", "2")
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "stopped" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # to the parent only, as a job scheduler might
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "--resume" in stderr
+    assert 2 <= load_checkpoint(resolve_resume(tmp_path / "stopped")).config["step"] < 400
+
+
+def test_resuming_into_another_run_folder_is_refused(digits: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert _train(digits, tmp_path, name, "--epochs", "1").exit_code == 0
+    result = _train(digits, tmp_path, "b", "--epochs", "1", "--resume", str(tmp_path / "a"))
+    assert result.exit_code == 2 and "already holds a run" in result.stderr
+
+
 def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     digits: Path, tmp_path: Path
 ) -> None:
@@ -161,6 +185,13 @@ def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoin
     assert all(
         torch.isfinite(t).all() for t in checkpoint.weights.values() if t.is_floating_point()
     )
+
+
+def test_resuming_from_an_encoder_export_is_a_clear_error(digits: Path, tmp_path: Path) -> None:
+    assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
+    encoder = tmp_path / "run" / "encoder"
+    result = _train(digits, tmp_path, "other", "--epochs", "1", "--resume", str(encoder))
+    assert result.exit_code == 2 and "not a training checkpoint" in result.stderr
 
 
 @pytest.mark.parametrize(

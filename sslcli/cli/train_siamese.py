@@ -177,7 +177,10 @@ def train_siamese(
     if checkpoint is not None and out is None:
         out = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_FOLDER else None
     run_dir = out or Path("runs") / time.strftime("siamese-%Y%m%d-%H%M%S")
-    if checkpoint is None and (run_dir / CHECKPOINTS_FOLDER).exists():
+    resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
+        run_dir.resolve()
+    )
+    if not resuming_here and (run_dir / CHECKPOINTS_FOLDER).exists():
         raise usage_error(
             f"{run_dir} already holds a run",
             f"continue it with --resume {run_dir}, or choose another --out",
