@@ -151,7 +151,9 @@ def train_siamese(
     folder = scan_image_folder(Path(config.data))
     if runtime.distributed and not runtime.is_main:
         dist.barrier()  # let rank 0 build the cache first
-    with progress_bar("decode", len(folder.paths), "img", enabled=runtime.is_main) as bar:
+    # transient: a cache hit decodes nothing, and a bar left at 0 would mislead
+    showing = runtime.is_main
+    with progress_bar("decode", len(folder.paths), "img", showing, transient=True) as bar:
         decoded = decode_once(
             folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
         )

@@ -8,7 +8,7 @@ file and the reason; callers choose to skip-and-list or fail (``--strict``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,26 +120,3 @@ def _rescale_to_8bit(image: Image.Image) -> Image.Image:
     else:
         scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
-
-
-@dataclass
-class Loaded:
-    images: list[Image.Image]
-    paths: list[Path]
-    failures: list[SSLError]
-
-
-def load_images(paths: Iterable[Path], strict: bool = False) -> Loaded:
-    """Decode every path; skip and list the ones that fail, or raise on the first (strict)."""
-    loaded = Loaded([], [], [])
-    for path in paths:
-        try:
-            image = load_image(path)
-        except SSLError as failure:
-            if strict:
-                raise
-            loaded.failures.append(failure)
-            continue
-        loaded.images.append(image)
-        loaded.paths.append(path)
-    return loaded

@@ -51,9 +51,10 @@ class ProgressTracker:
 
 @contextlib.contextmanager
 def progress_bar(
-    description: str, total: float | None, unit: str, enabled: bool = True
+    description: str, total: float | None, unit: str, enabled: bool = True, transient: bool = False
 ) -> Iterator[ProgressTracker]:
-    """A rich progress bar on stderr; ``enabled=False`` (other ranks, --json) hides it."""
+    """A rich progress bar on stderr; ``enabled=False`` (other ranks, --json) hides it and
+    ``transient`` removes it when done."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -65,6 +66,7 @@ def progress_bar(
         TextColumn("{task.fields[metrics]}"),
         console=Console(stderr=True),
         disable=not enabled,
+        transient=transient,
     )
     with progress:
         task = progress.add_task(description, total=total, metrics="")

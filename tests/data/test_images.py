@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslcli.data.images import discover_images, load_image, load_images
+from sslcli.data.images import discover_images, load_image
 from sslcli.errors import SSLError
 
 PHOTOS = Path(__file__).resolve().parents[2] / "sample_data" / "photos"
@@ -96,14 +96,3 @@ def test_discovery_errors(tmp_path: Path) -> None:
         discover_images([tmp_path / "empty"])
     with pytest.raises(SSLError, match="no input given"):
         discover_images([])
-
-
-def test_bad_files_are_skipped_and_listed_or_fatal_when_strict(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG broken")
-    good = PHOTOS / "coffee.jpg"
-    loaded = load_images([good, bad])
-    assert loaded.paths == [good] and len(loaded.images) == 1
-    assert [str(bad) in failure.message for failure in loaded.failures] == [True]
-    with pytest.raises(SSLError, match=r"bad\.png"):
-        load_images([good, bad], strict=True)
