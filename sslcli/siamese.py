@@ -114,8 +114,12 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
             f"--batch-size {batch} must be at least 2 and divisible by the {world_size} processes",
             "--batch-size is the global batch over all processes",
         )
-    if options["epochs"] < 1:
-        raise usage_error(f"--epochs must be 1 or more, got {options['epochs']}")
+    for name, least in (("epochs", 1), ("knn_every", 1), ("checkpoint_every", 0), ("size", 8)):
+        if options[name] < least:
+            flag = "--" + name.replace("_", "-")
+            raise usage_error(f"{flag} must be {least} or more, got {options[name]}")
+    if options["method_options"].get("temperature", 1) <= 0:
+        raise usage_error("--temperature must be above 0")
     warmup = options.pop("warmup_epochs")
     warmup = min(10, options["epochs"] // 10) if warmup is None else warmup
     small = options.pop("small_images")

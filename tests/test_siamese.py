@@ -202,6 +202,8 @@ def test_resuming_from_an_encoder_export_is_a_clear_error(digits: Path, tmp_path
         (("--method", "simclrr"), "did you mean simclr"),
         (("--backbone", "resnet19"), "did you mean resnet18"),
         (("--gpus", "1"), "asked for 1 GPUs but found 0"),
+        (("--knn-every", "0"), "--knn-every must be 1 or more"),
+        (("--temperature", "0"), "--temperature must be above 0"),
     ],
 )
 def test_bad_settings_are_clear_errors(
