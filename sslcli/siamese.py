@@ -10,6 +10,7 @@ see exactly what 1 process x 2B sees, and a resumed run what an uninterrupted on
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from sslcli.engine.runtime import Runtime
     from sslcli.methods.base import SSLMethod
 
+_METHOD_FLAGS = {
+    "temperature": "--temperature",
+    "hidden_dim": "--projector-hidden-dim",
+    "projection_dim": "--projector-dim",
+}
 ENCODER_FOLDER = "encoder"
 RESULT_FILE = "result.json"
 RESUME_KEYS = (
@@ -98,7 +104,15 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
 
     BACKBONES.get(options["backbone"])
     PRESETS.get(options["preset"])
-    defaults = METHODS.create(options["method"]).defaults
+    method = METHODS.create(options["method"])
+    defaults = method.defaults
+    accepted = inspect.signature(method.__init__).parameters
+    for name, value in options["method_options"].items():
+        flag = _METHOD_FLAGS[name]
+        if name not in accepted:
+            raise usage_error(f"{flag} does not apply to {options['method']}")
+        if value <= 0:
+            raise usage_error(f"{flag} must be above 0, got {value}")
     optimizer = options.pop("optimizer") or defaults.optimizer
     if optimizer not in OPTIMIZERS:
         raise usage_error(
@@ -118,8 +132,6 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
         if options[name] < least:
             flag = "--" + name.replace("_", "-")
             raise usage_error(f"{flag} must be {least} or more, got {options[name]}")
-    if options["method_options"].get("temperature", 1) <= 0:
-        raise usage_error("--temperature must be above 0")
     warmup = options.pop("warmup_epochs")
     warmup = min(10, options["epochs"] // 10) if warmup is None else warmup
     small = options.pop("small_images")

@@ -76,11 +76,18 @@ def test_a_run_writes_config_metrics_checkpoints_and_a_plain_encoder(
     assert json.loads((run / "encoder" / "config.json").read_text())["out_dim"] == 128
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        ("--method", "simclr"),
+        ("--method", "vicreg", "--projector-hidden-dim", "64", "--projector-dim", "64"),
+    ],
+)
 def test_two_processes_equal_one_process_with_the_same_global_batch(
-    digits: Path, tmp_path: Path
+    digits: Path, tmp_path: Path, method: tuple[str, ...]
 ) -> None:
     # one step (global batch 32 = 2 x 16): after more steps float noise grows chaotically
-    one_step = ("--batch-size", "32", "--epochs", "1")
+    one_step = ("--batch-size", "32", "--epochs", "1", *method)
     assert _train(digits, tmp_path, "one", *one_step).exit_code == 0
     two = _train(digits, tmp_path, "two", *one_step, "--cpu-procs", "2")
     assert two.exit_code == 0, two.output
@@ -204,6 +211,7 @@ def test_resuming_from_an_encoder_export_is_a_clear_error(digits: Path, tmp_path
         (("--gpus", "1"), "asked for 1 GPUs but found 0"),
         (("--knn-every", "0"), "--knn-every must be 1 or more"),
         (("--temperature", "0"), "--temperature must be above 0"),
+        (("--method", "vicreg", "--temperature", "0.2"), "--temperature does not apply to vicreg"),
     ],
 )
 def test_bad_settings_are_clear_errors(

@@ -85,7 +85,22 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
-    temperature: Annotated[float, typer.Option(help="NT-Xent temperature (simclr).")] = 0.1,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="NT-Xent temperature (simclr) [default: 0.1].", show_default=False),
+    ] = None,
+    projector_hidden_dim: Annotated[
+        int | None,
+        typer.Option(
+            help="Hidden width of the projector [default: the method's].", show_default=False
+        ),
+    ] = None,
+    projector_dim: Annotated[
+        int | None,
+        typer.Option(
+            help="Output width of the projector [default: the method's].", show_default=False
+        ),
+    ] = None,
     gpus: Annotated[
         int | None,
         typer.Option(
@@ -155,7 +170,15 @@ def train_siamese(
         lr_per_256=lr,
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs,
-        method_options={"temperature": temperature},
+        method_options={
+            name: value
+            for name, value in (
+                ("temperature", temperature),
+                ("hidden_dim", projector_hidden_dim),
+                ("projection_dim", projector_dim),
+            )
+            if value is not None
+        },
         view_changes=view_changes(
             crop_scale,
             crop_ratio,

@@ -25,3 +25,14 @@ def simclr() -> type[SSLMethod]:
     from sslcli.methods.simclr import SimCLR
 
     return SimCLR
+
+
+@METHODS.register(
+    "vicreg",
+    "VICReg: 2 views, no negatives; invariance 25, variance 25, covariance 1 on the global "
+    "batch; LARS, lr 0.2 per 256, wd 1e-6, expander 8192-8192-8192",
+)
+def vicreg() -> type[SSLMethod]:
+    from sslcli.methods.vicreg import VICReg
+
+    return VICReg

@@ -1,0 +1,64 @@
+"""VICReg (Bardes et al. 2022): no negatives; variance and covariance terms against collapse.
+
+The invariance term is a mean over this rank's samples (DDP's mean over ranks makes it the
+global mean); the variance and covariance terms are computed on the GLOBAL batch (gathered
+with gradients), identical on every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslcli.engine.collectives import gather
+from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.models.heads import mlp
+
+
+def _variance_term(z: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    std = torch.sqrt(z.var(dim=0) + eps)
+    return F.relu(1 - std).mean()
+
+
+def _covariance_term(z: torch.Tensor) -> torch.Tensor:
+    centred = z - z.mean(dim=0)
+    covariance = centred.T @ centred / (len(z) - 1)
+    off_diagonal = covariance - torch.diag(torch.diagonal(covariance))
+    return off_diagonal.pow(2).sum() / z.shape[1]
+
+
+def vicreg_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    invariance: float = 25.0,
+    variance: float = 25.0,
+    covariance: float = 1.0,
+) -> torch.Tensor:
+    """The VICReg loss of two embedding batches (this rank's rows), in fp32."""
+    with torch.autocast(z1.device.type, enabled=False):
+        z1, z2 = z1.float(), z2.float()
+        similarity = F.mse_loss(z1, z2)
+        everyone1, everyone2 = gather(z1), gather(z2)
+        spread = (_variance_term(everyone1) + _variance_term(everyone2)) / 2
+        redundancy = _covariance_term(everyone1) + _covariance_term(everyone2)
+        return invariance * similarity + variance * spread + covariance * redundancy
+
+
+class VICReg(SSLMethod):
+    """Backbone, 3-layer expander (8192-8192-8192 in the paper), VICReg loss (25/25/1)."""
+
+    defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
+
+    def __init__(
+        self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"VICReg takes 2 views, got {len(views)}")
+        features = self.backbone(torch.cat(views))
+        z1, z2 = self.projector(features).chunk(2)
+        return MethodOutput(vicreg_loss(z1, z2), features[: len(views[0])].detach())
