@@ -76,15 +76,20 @@ def test_a_run_writes_config_metrics_checkpoints_and_a_plain_encoder(
     assert json.loads((run / "encoder" / "config.json").read_text())["out_dim"] == 128
 
 
+SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
+
+
 @pytest.mark.parametrize(
-    "method",
+    ("method", "atol"),
     [
-        ("--method", "simclr"),
-        ("--method", "vicreg", "--projector-hidden-dim", "64", "--projector-dim", "64"),
+        (("--method", "simclr"), 2e-6),
+        (("--method", "vicreg", *SMALL_HEADS), 2e-6),
+        # Barlow's large gradients: 1 process with 1 vs 2 threads already differs by 3e-5
+        (("--method", "barlow", *SMALL_HEADS), 1e-4),
     ],
 )
 def test_two_processes_equal_one_process_with_the_same_global_batch(
-    digits: Path, tmp_path: Path, method: tuple[str, ...]
+    digits: Path, tmp_path: Path, method: tuple[str, ...], atol: float
 ) -> None:
     # one step (global batch 32 = 2 x 16): after more steps float noise grows chaotically
     one_step = ("--batch-size", "32", "--epochs", "1", *method)
@@ -97,7 +102,9 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(
                 assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-5), name
     one_weights, two_weights = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
     for name, tensor in one_weights.items():
-        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-5, atol=2e-6, msg=name)
+        # float rounding only: a rank-local statistic or a gather without gradients moves the
+        # weights by orders of magnitude more
+        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-5, atol=atol, msg=name)
 
 
 def test_torchrun_on_cpu_equals_spawned_processes(digits: Path, tmp_path: Path) -> None:

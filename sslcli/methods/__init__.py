@@ -28,6 +28,17 @@ def simclr() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "barlow",
+    "Barlow Twins: 2 views, cross-correlation to the identity on the global batch, lambda "
+    "0.0051; LARS, lr 0.2 per 256, wd 1.5e-6, projector 8192-8192-8192",
+)
+def barlow() -> type[SSLMethod]:
+    from sslcli.methods.barlow import BarlowTwins
+
+    return BarlowTwins
+
+
+@METHODS.register(
     "vicreg",
     "VICReg: 2 views, no negatives; invariance 25, variance 25, covariance 1 on the global "
     "batch; LARS, lr 0.2 per 256, wd 1e-6, expander 8192-8192-8192",

@@ -1,0 +1,45 @@
+"""Barlow Twins (Zbontar et al. 2021): the cross-correlation of two views' embeddings pushed
+towards the identity, computed on the GLOBAL batch (gathered with gradients)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslcli.engine.collectives import gather
+from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.models.heads import mlp
+
+
+def _standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
+
+
+def barlow_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal: float = 0.0051) -> torch.Tensor:
+    """Sum of (1 - C_ii)^2 plus ``off_diagonal`` x sum of C_ij^2 (i != j), in fp32."""
+    with torch.autocast(z1.device.type, enabled=False):
+        everyone1, everyone2 = gather(z1.float()), gather(z2.float())
+        correlation = _standardise(everyone1).T @ _standardise(everyone2) / len(everyone1)
+        diagonal = torch.diagonal(correlation)
+        on = (1 - diagonal).pow(2).sum()
+        off = correlation.pow(2).sum() - diagonal.pow(2).sum()
+        return on + off_diagonal * off
+
+
+class BarlowTwins(SSLMethod):
+    """Backbone, 3-layer projector (8192-8192-8192 in the paper), lambda 0.0051."""
+
+    defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1.5e-6)
+
+    def __init__(
+        self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"Barlow Twins takes 2 views, got {len(views)}")
+        features = self.backbone(torch.cat(views))
+        z1, z2 = self.projector(features).chunk(2)
+        return MethodOutput(barlow_loss(z1, z2), features[: len(views[0])].detach())
