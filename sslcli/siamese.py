@@ -85,6 +85,7 @@ class SiameseConfig:
     strict: bool = False
     checkpoint_every: int = 0
     """Steps between checkpoints; 0 = once per epoch."""
+    stop_on_collapse: bool = False
 
     @property
     def per_device_batch(self) -> int:
@@ -206,6 +207,7 @@ def train_siamese(
         run_dir,
         config.as_dict() | {"images": _fingerprint(folder.paths, decoded.kept, Path(config.data))},
         RESUME_KEYS,
+        stop_on_collapse=config.stop_on_collapse,
     )
     if resume is not None:
         trainer.resume(resume)

@@ -137,6 +137,9 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
+    stop_on_collapse: Annotated[
+        bool, typer.Option(help="Stop (with a checkpoint) when the embeddings collapse.")
+    ] = False,
     strict: Annotated[
         bool, typer.Option(help="Fail on the first unreadable image instead of skipping it.")
     ] = False,
@@ -195,6 +198,7 @@ def train_siamese(
         cache_dir=str(cache_dir or default_cache_dir()),
         strict=strict,
         checkpoint_every=checkpoint_every,
+        stop_on_collapse=stop_on_collapse,
     )
     checkpoint = resolve_resume(resume) if resume is not None else None
     if checkpoint is not None and out is None:

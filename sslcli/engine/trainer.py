@@ -10,7 +10,6 @@ through one small all-reduce per step, so no rank waits for a peer that has stop
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -20,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from sslcli.engine.atomic import write_text_atomic
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
-from sslcli.engine.collectives import all_reduce_sum
+from sslcli.engine.collectives import all_reduce_sum, gather
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import runtime_error, usage_error
+from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
 from sslcli.methods.base import SSLMethod
 
 METRICS_FILE = "metrics.jsonl"
@@ -92,6 +93,7 @@ class Trainer:
         run_dir: Path,
         config: dict[str, Any],
         resume_keys: tuple[str, ...],
+        stop_on_collapse: bool = False,
     ) -> None:
         self.runtime = runtime
         self.schedule = schedule
@@ -109,6 +111,8 @@ class Trainer:
         self.optimizer = optimizer_factory(method)
         self.scaler = torch.amp.GradScaler(enabled=runtime.precision == "fp16")
         self.step = 0
+        self.stop_on_collapse = stop_on_collapse
+        self.monitor = CollapseMonitor()
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -198,8 +202,10 @@ class Trainer:
                 self.step += 1
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
                 metrics = {"loss": mean_loss, "lr": lr}
+                collapsed = False
                 if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
-                    metrics |= window.summary() | {"embedding_std": _embedding_std(embeddings)}
+                    health, collapsed = self._watch_collapse(embeddings)
+                    metrics |= window.summary() | health
                     self._log({"step": self.step} | metrics)
                 if on_epoch_end is not None and self.step % schedule.steps_per_epoch == 0:
                     epoch_metrics = on_epoch_end(self.method, self.step // schedule.steps_per_epoch)
@@ -214,6 +220,13 @@ class Trainer:
                 finished = self.step == schedule.total_steps
                 if stopping or finished or self.step % schedule.checkpoint_every == 0:
                     self._save()
+                if collapsed and self.stop_on_collapse:
+                    self._save()
+                    raise runtime_error(
+                        f"stopped at step {self.step}: the embeddings collapsed",
+                        f"the checkpoint is in {self.run_dir / 'checkpoints'}; "
+                        "change the settings and start again",
+                    )
                 if stopping and not finished:
                     return TrainResult(self.step, True, last)
         return TrainResult(self.step, False, last)
@@ -228,6 +241,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return output.loss, output.embeddings
 
+    def _watch_collapse(self, embeddings: torch.Tensor) -> tuple[dict[str, float], bool]:
+        """Collapse metrics of the global batch (the same on every rank) and whether the
+        monitor has just flagged collapse; rank 0 prints the warning."""
+        everyone = gather(embeddings.float().contiguous())
+        std, rank = embedding_std(everyone), effective_rank(everyone)
+        warning = self.monitor.check(std, rank, *everyone.shape)
+        if warning and self.runtime.is_main:
+            Console(stderr=True).print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        return {"embedding_std": std, "effective_rank": rank}, warning is not None
+
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:
             try:
@@ -235,12 +258,6 @@ class Trainer:
                     handle.write(json.dumps(record) + "\n")
             except OSError as error:
                 raise runtime_error(f"cannot write {METRICS_FILE}: {error}") from error
-
-
-def _embedding_std(embeddings: torch.Tensor) -> float:
-    """Mean per-dimension std of L2-normalised embeddings: collapse -> 0, healthy ~ 1/sqrt(d)."""
-    normalised = torch.nn.functional.normalize(embeddings.float(), dim=1)
-    return float(normalised.std(dim=0).mean()) if len(normalised) > 1 else math.nan
 
 
 class _Window:
