@@ -98,6 +98,8 @@ class Trainer:
         self.runtime = runtime
         self.schedule = schedule
         self.run_dir = run_dir
+        if runtime.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.resume_keys = resume_keys
         method = method.to(runtime.device)

@@ -39,6 +39,17 @@ def barlow() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "simsiam",
+    "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256, "
+    "wd 1e-4, projector 2048-2048-2048, predictor 512",
+)
+def simsiam() -> type[SSLMethod]:
+    from sslcli.methods.simsiam import SimSiam
+
+    return SimSiam
+
+
+@METHODS.register(
     "vicreg",
     "VICReg: 2 views, no negatives; invariance 25, variance 25, covariance 1 on the global "
     "batch; LARS, lr 0.2 per 256, wd 1e-6, expander 8192-8192-8192",

@@ -1,0 +1,55 @@
+"""SimSiam (Chen & He 2021): no negatives, no momentum encoder; a predictor and a
+stop-gradient on the target branch keep it from collapsing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.models.heads import mlp
+
+
+def negative_cosine(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-cos(p, stop_grad(z)), averaged over the batch."""
+    return -F.cosine_similarity(prediction, target.detach(), dim=1).mean()
+
+
+class SimSiam(SSLMethod):
+    """Backbone, 3-layer projector (2048, BN on its output), 2-layer predictor (512 wide).
+
+    ``predictor=False`` removes the predictor: the known way to make SimSiam collapse.
+    """
+
+    defaults = TrainingDefaults(optimizer="sgd", lr_per_256=0.05, weight_decay=1e-4)
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hidden_dim: int = 2048,
+        projection_dim: int = 2048,
+        predictor_dim: int = 512,
+        predictor: bool = True,
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = nn.Sequential(
+            mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3),
+            nn.BatchNorm1d(projection_dim, affine=False),
+        )
+        self.predictor = (
+            mlp(projection_dim, predictor_dim, projection_dim) if predictor else nn.Identity()
+        )
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"SimSiam takes 2 views, got {len(views)}")
+        features = self.backbone(torch.cat(views))
+        z = self.projector(features)
+        p1, p2 = self.predictor(z).chunk(2)
+        z1, z2 = z.chunk(2)
+        with torch.autocast(z.device.type, enabled=False):
+            loss = (
+                negative_cosine(p1.float(), z2.float()) + negative_cosine(p2.float(), z1.float())
+            ) / 2
+        return MethodOutput(loss, features[: len(views[0])].detach())
