@@ -85,6 +85,8 @@ SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
         (("--method", "simclr"), 2e-6),
         (("--method", "vicreg", *SMALL_HEADS), 2e-6),
         (("--method", "simsiam", *SMALL_HEADS), 2e-6),
+        (("--method", "byol", *SMALL_HEADS), 2e-6),
+        (("--method", "moco", *SMALL_HEADS), 2e-6),
         # Barlow's large gradients: 1 process with 1 vs 2 threads already differs by 3e-5
         (("--method", "barlow", *SMALL_HEADS), 1e-4),
     ],

@@ -75,7 +75,10 @@ def _to_global(module: nn.Module) -> nn.Module:
             module.track_running_stats,
         )
         replacement.load_state_dict(module.state_dict())
-        return replacement.to(next(iter(module.state_dict().values())).device)
+        replacement.to(next(iter(module.state_dict().values())).device)
+        if module.affine:  # the same Parameters: frozen stays frozen (momentum targets)
+            replacement.weight, replacement.bias = module.weight, module.bias
+        return replacement
     for name, child in module.named_children():
         setattr(module, name, _to_global(child))
     return module

@@ -241,6 +241,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        self.method.after_step((self.step + 1) / self.schedule.total_steps)
         return output.loss, output.embeddings
 
     def _watch_collapse(self, embeddings: torch.Tensor) -> tuple[dict[str, float], bool]:

@@ -39,6 +39,28 @@ def barlow() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "byol",
+    "BYOL: 2 views, predictor and momentum target (0.996 -> 1), no negatives; LARS, lr 0.2 "
+    "per 256, wd 1.5e-6, projector and predictor 4096-256",
+)
+def byol() -> type[SSLMethod]:
+    from sslcli.methods.byol import BYOL
+
+    return BYOL
+
+
+@METHODS.register(
+    "moco",
+    "MoCo v3: 2 views, momentum encoder (0.99 -> 1), InfoNCE against the global batch's keys, "
+    "temperature 1.0; LARS, lr 0.3 per 256, wd 1.5e-6, projector 4096-256, predictor",
+)
+def moco() -> type[SSLMethod]:
+    from sslcli.methods.moco import MoCo
+
+    return MoCo
+
+
+@METHODS.register(
     "simsiam",
     "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256, "
     "wd 1e-4, projector 2048-2048-2048, predictor 512",

@@ -38,3 +38,6 @@ class SSLMethod(nn.Module):
 
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         raise NotImplementedError
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimiser step with the share of training done (EMA targets)."""

@@ -48,7 +48,7 @@ def test_models_lists_the_registries_as_json() -> None:
     assert {entry["name"] for entry in listing["backbones"]} >= {"resnet18", "resnet50", "tiny-cnn"}
     assert {"bert", "roberta", "distilbert"} <= {entry["name"] for entry in listing["text_models"]}
     methods = [entry["name"] for entry in listing["ssl_methods"]]
-    assert methods == ["simclr", "barlow", "simsiam", "vicreg"]
+    assert methods == ["simclr", "barlow", "byol", "moco", "simsiam", "vicreg"]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}
     assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal"}
 

@@ -46,3 +46,11 @@ def test_variance_stays_exact_for_large_means_with_small_spread() -> None:
     exact = x.double().var(unbiased=False)
     assert layer(x).std(unbiased=False).item() == pytest.approx(1.0, rel=1e-3)
     assert layer.running_var.item() == pytest.approx(0.9 + 0.1 * exact.item() * 64 / 63, rel=1e-6)
+
+
+def test_conversion_keeps_the_parameters_and_whether_they_train() -> None:
+    frozen = nn.BatchNorm1d(3).requires_grad_(False)
+    trained = nn.BatchNorm1d(3)
+    model = synchronise_batchnorm(nn.Sequential(frozen, trained), torch.device("cpu"))
+    assert not model[0].weight.requires_grad and model[1].weight.requires_grad
+    assert model[1].weight is trained.weight

@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from sslcli.methods.byol import BYOL, byol_loss
+from sslcli.methods.moco import MoCo, moco_loss
+from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
+from sslcli.models.tiny_cnn import TinyCNN
+
+
+def test_cosine_momentum_rises_from_base_to_one() -> None:
+    assert cosine_momentum(0.996, 0.0) == pytest.approx(0.996)
+    assert cosine_momentum(0.996, 0.5) == pytest.approx(0.998)
+    assert cosine_momentum(0.996, 1.0) == pytest.approx(1.0)
+
+
+def test_ema_update_moves_the_target_towards_the_online_network() -> None:
+    online = torch.nn.Linear(2, 2)
+    target = frozen_copy(online)
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    before = target.weight.clone()
+    ema_update(target, online, 0.9)
+    torch.testing.assert_close(target.weight, 0.9 * before + 0.1 * online.weight)
+    assert not target.weight.requires_grad
+
+
+def test_byol_loss_is_two_minus_twice_the_cosine() -> None:
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    t = torch.tensor([[0.0, 3.0], [2.0, 2.0]])
+    assert byol_loss(p, t).item() == pytest.approx((2 - 0 + 2 - 2) / 2)
+
+
+def test_moco_loss_matches_the_readable_infonce() -> None:
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(5, 4, generator=generator), torch.randn(5, 4, generator=generator)
+    qn, kn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(k, dim=1)
+    expected = 0.0
+    for i in range(5):
+        scores = [math.exp(float(qn[i] @ kn[j]) / 0.2) for j in range(5)]
+        expected += -math.log(scores[i] / sum(scores))
+    assert moco_loss(q, k, 0.2).item() == pytest.approx(expected / 5 * 2 * 0.2, rel=1e-5)
+
+
+@pytest.mark.parametrize("make", [BYOL, MoCo])
+def test_a_momentum_method_trains_and_its_target_follows(make) -> None:
+    torch.manual_seed(0)
+    method = make(TinyCNN(width=8), hidden_dim=32, projection_dim=16)
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
+    images = torch.rand(16, 3, 16, 16)
+    views = [images + 0.05 * torch.randn_like(images), images.flip(-1)]
+    target_before = [p.clone() for p in method.target_backbone.parameters()]
+    losses = []
+    for step in range(10):
+        output = method(views)
+        losses.append(output.loss.item())
+        output.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        method.after_step((step + 1) / 100)
+    assert losses[-1] < losses[0]
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(target_before, method.target_backbone.parameters(), strict=True)
+    ]
+    assert any(moved)
+    assert all(p.grad is None for p in method.target_backbone.parameters())
