@@ -166,6 +166,7 @@ class Trainer:
         schedule, runtime = self.schedule, self.runtime
         last: dict[str, float] = {}
         window = _Window()
+        shown: dict[str, str] = {}
         prefetcher = Prefetcher(batches, runtime.device)
         with (
             _catch_stop_signals() as stop,
@@ -207,6 +208,10 @@ class Trainer:
                 collapsed = False
                 if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
                     health, collapsed = self._watch_collapse(embeddings)
+                    shown = {
+                        "std": f"{health['embedding_std']:.3f}",
+                        "rank": f"{health['effective_rank']:.1f}",
+                    }
                     metrics |= window.summary() | health
                     self._log({"step": self.step} | metrics)
                 if on_epoch_end is not None and self.step % schedule.steps_per_epoch == 0:
@@ -218,7 +223,7 @@ class Trainer:
                             | epoch_metrics
                         )
                 last |= metrics
-                bar.advance(1, loss=mean_loss, lr=lr, **window.short())
+                bar.advance(1, loss=mean_loss, lr=lr, **shown, **window.short())
                 finished = self.step == schedule.total_steps
                 if stopping or finished or self.step % schedule.checkpoint_every == 0:
                     self._save()
