@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.methods.base import ProjectedPairMethod, TrainingDefaults
 from sslcli.models.heads import mlp
 
 
@@ -26,7 +26,7 @@ def barlow_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal: float = 0.0051
         return on + off_diagonal * off
 
 
-class BarlowTwins(SSLMethod):
+class BarlowTwins(ProjectedPairMethod):
     """Backbone, 3-layer projector (8192-8192-8192 in the paper), lambda 0.0051."""
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1.5e-6)
@@ -34,12 +34,7 @@ class BarlowTwins(SSLMethod):
     def __init__(
         self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192
     ) -> None:
-        super().__init__(backbone)
-        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
+        super().__init__(backbone, mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3))
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        if len(views) != 2:
-            raise ValueError(f"Barlow Twins takes 2 views, got {len(views)}")
-        features = self.backbone(torch.cat(views))
-        z1, z2 = self.projector(features).chunk(2)
-        return MethodOutput(barlow_loss(z1, z2), features[: len(views[0])].detach())
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return barlow_loss(z1, z2)

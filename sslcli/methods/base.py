@@ -41,3 +41,21 @@ class SSLMethod(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with the share of training done (EMA targets)."""
+
+
+class ProjectedPairMethod(SSLMethod):
+    """Two views through the backbone and a projector; a loss between the two projections."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module) -> None:
+        super().__init__(backbone)
+        self.projector = projector
+
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
+        features = self.backbone(torch.cat(views))
+        z1, z2 = self.projector(features).chunk(2)
+        return MethodOutput(self.pair_loss(z1, z2), features[: len(views[0])].detach())

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather, rank
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.methods.base import ProjectedPairMethod, TrainingDefaults
 from sslcli.models.heads import mlp
 
 
@@ -37,7 +37,7 @@ def _nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
     return F.cross_entropy(torch.cat(logits), positives.repeat(2))
 
 
-class SimCLR(SSLMethod):
+class SimCLR(ProjectedPairMethod):
     """Backbone, 2-layer projection head, NT-Xent."""
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.3, weight_decay=1e-6)
@@ -49,14 +49,8 @@ class SimCLR(SSLMethod):
         projection_dim: int = 128,
         temperature: float = 0.1,
     ) -> None:
-        super().__init__(backbone)
-        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim)
+        super().__init__(backbone, mlp(backbone.out_dim, hidden_dim, projection_dim))
         self.temperature = temperature
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        if len(views) != 2:
-            raise ValueError(f"SimCLR takes 2 views, got {len(views)}")
-        features = self.backbone(torch.cat(views))
-        z1, z2 = self.projector(features).chunk(2)
-        loss = nt_xent(z1, z2, self.temperature)
-        return MethodOutput(loss, features[: len(views[0])].detach())
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return nt_xent(z1, z2, self.temperature)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.methods.base import ProjectedPairMethod, TrainingDefaults
 from sslcli.models.heads import mlp
 
 
@@ -45,7 +45,7 @@ def vicreg_loss(
         return invariance * similarity + variance * spread + covariance * redundancy
 
 
-class VICReg(SSLMethod):
+class VICReg(ProjectedPairMethod):
     """Backbone, 3-layer expander (8192-8192-8192 in the paper), VICReg loss (25/25/1)."""
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
@@ -53,12 +53,7 @@ class VICReg(SSLMethod):
     def __init__(
         self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192
     ) -> None:
-        super().__init__(backbone)
-        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
+        super().__init__(backbone, mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3))
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        if len(views) != 2:
-            raise ValueError(f"VICReg takes 2 views, got {len(views)}")
-        features = self.backbone(torch.cat(views))
-        z1, z2 = self.projector(features).chunk(2)
-        return MethodOutput(vicreg_loss(z1, z2), features[: len(views[0])].detach())
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return vicreg_loss(z1, z2)

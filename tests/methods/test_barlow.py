@@ -3,6 +3,7 @@ import torch
 
 from sslcli.methods.barlow import BarlowTwins, barlow_loss
 from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.training import losses_over_steps
 
 
 def _readable_barlow(z1: torch.Tensor, z2: torch.Tensor, lam: float = 0.0051) -> float:
@@ -37,15 +38,7 @@ def test_identical_decorrelated_views_give_almost_no_loss() -> None:
 
 def test_barlow_trains_a_tiny_cnn_a_few_steps_and_lowers_the_loss() -> None:
     torch.manual_seed(0)
-    method = BarlowTwins(TinyCNN(width=8), hidden_dim=32, projection_dim=16)
-    optimizer = torch.optim.SGD(method.parameters(), lr=0.01)
-    images = torch.rand(16, 3, 16, 16)
-    views = [images + 0.05 * torch.randn_like(images), images + 0.05 * torch.randn_like(images)]
-    losses = []
-    for _ in range(15):
-        output = method(views)
-        losses.append(output.loss.item())
-        output.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    losses = losses_over_steps(
+        BarlowTwins(TinyCNN(width=8), hidden_dim=32, projection_dim=16), lr=0.01
+    )
     assert losses[-1] < 0.8 * losses[0]

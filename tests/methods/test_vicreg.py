@@ -3,6 +3,7 @@ import torch
 
 from sslcli.methods.vicreg import VICReg, vicreg_loss
 from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.training import losses_over_steps
 
 
 def _readable_vicreg(z1: torch.Tensor, z2: torch.Tensor) -> float:
@@ -43,15 +44,5 @@ def test_a_collapsed_embedding_pays_the_full_variance_penalty() -> None:
 
 def test_vicreg_trains_a_tiny_cnn_a_few_steps_and_lowers_the_loss() -> None:
     torch.manual_seed(0)
-    method = VICReg(TinyCNN(width=8), hidden_dim=32, projection_dim=32)
-    optimizer = torch.optim.SGD(method.parameters(), lr=0.05)
-    images = torch.rand(16, 3, 16, 16)
-    views = [images + 0.05 * torch.randn_like(images), images + 0.05 * torch.randn_like(images)]
-    losses = []
-    for _ in range(15):
-        output = method(views)
-        losses.append(output.loss.item())
-        output.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    losses = losses_over_steps(VICReg(TinyCNN(width=8), hidden_dim=32, projection_dim=32), lr=0.05)
     assert losses[-1] < 0.8 * losses[0]
