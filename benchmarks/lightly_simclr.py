@@ -28,10 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.siamese_quality import load, prepare
-from sslcli.engine.runtime import make_runtime
-from sslcli.eval.features import extract_features
-from sslcli.eval.knn import knn_accuracy
+from benchmarks.siamese_quality import Digits
 from sslcli.models.backbones import BACKBONES
 
 BATCH, SIZE, TEMPERATURE, LR, EPOCHS_DEFAULT = 256, 32, 0.2, 0.5, 30
@@ -121,22 +118,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
     parser.add_argument("--epochs", type=int, default=EPOCHS_DEFAULT)
     args = parser.parse_args()
-    train_dir, test_dir = prepare(args.work)
-    cache = args.work / "cache"
-    train_pixels, train_labels = load(train_dir, cache)
-    test_pixels, test_labels = load(test_dir, cache)
-    runtime = make_runtime("cpu", "fp32", 0)
+    digits = Digits.prepared_in(args.work)
     print(f"threads {torch.get_num_threads()}, {args.epochs} epochs, batch {BATCH}, {SIZE} px")
     runs = {
-        "lightly": lambda: lightly_run(train_dir, args.epochs),
-        "sslcli": lambda: sslcli_run(train_dir, args.work, args.epochs),
+        "lightly": lambda: lightly_run(digits.train_dir, args.epochs),
+        "sslcli": lambda: sslcli_run(digits.train_dir, args.work, args.epochs),
     }
     for name, run in runs.items():
         backbone, speed = run()
-        accuracy = knn_accuracy(
-            extract_features(backbone, train_pixels, runtime), train_labels,
-            extract_features(backbone, test_pixels, runtime), test_labels,
-        )  # fmt: skip
+        accuracy = digits.knn(backbone)
         print(f"{name:8s} {speed:8.1f} img/s   kNN {accuracy:.3f}")
 
 

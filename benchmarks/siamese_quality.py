@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,32 @@ def load(folder: Path, cache: Path) -> tuple[np.ndarray, torch.Tensor]:
     return np.array(decoded.pixels), torch.tensor(scanned.labels)
 
 
+@dataclass
+class Digits:
+    """The prepared split, decoded: folders, pixels (N, 32, 32, 3) and labels."""
+
+    train_dir: Path
+    train_pixels: np.ndarray
+    train_labels: torch.Tensor
+    test_pixels: np.ndarray
+    test_labels: torch.Tensor
+
+    @classmethod
+    def prepared_in(cls, work: Path) -> Digits:
+        train_dir, test_dir = prepare(work)
+        train_pixels, train_labels = load(train_dir, work / "cache")
+        test_pixels, test_labels = load(test_dir, work / "cache")
+        return cls(train_dir, train_pixels, train_labels, test_pixels, test_labels)
+
+    def knn(self, backbone: torch.nn.Module) -> float:
+        """kNN accuracy of the backbone's test features against its train features."""
+        runtime = make_runtime("cpu", "fp32", 0)
+        return knn_accuracy(
+            extract_features(backbone, self.train_pixels, runtime), self.train_labels,
+            extract_features(backbone, self.test_pixels, runtime), self.test_labels,
+        )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -77,16 +104,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
     parser.add_argument("train_options", nargs="*", help="options for sslcli train-siamese")
     args = parser.parse_args()
-    train_dir, test_dir = prepare(args.work)
-    cache = args.work / "cache"
-    train_pixels, train_labels = load(train_dir, cache)
-    test_pixels, test_labels = load(test_dir, cache)
-    runtime = make_runtime("cpu", "fp32", 0)
+    digits = Digits.prepared_in(args.work)
 
     def flat(pixels: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(pixels).float().reshape(len(pixels), -1)
 
-    raw = knn_accuracy(flat(train_pixels), train_labels, flat(test_pixels), test_labels)
+    raw = knn_accuracy(
+        flat(digits.train_pixels), digits.train_labels, flat(digits.test_pixels), digits.test_labels
+    )
     print(f"raw pixels ({SIZE} px)          kNN {raw:.3f}")
 
     options = args.train_options or ["--backbone", "tiny-cnn"]
@@ -94,26 +119,20 @@ def main() -> None:
         options[options.index("--backbone") + 1] if "--backbone" in options else "resnet18"
     )
     torch.manual_seed(0)
-    backbone = BACKBONES.create(backbone_name, small_images=True)
-    random = knn_accuracy(
-        extract_features(backbone, train_pixels, runtime), train_labels,
-        extract_features(backbone, test_pixels, runtime), test_labels,
-    )  # fmt: skip
+    random = digits.knn(BACKBONES.create(backbone_name, small_images=True))
     print(f"random-init {backbone_name:<14} kNN {random:.3f}")
 
     run = args.work / f"run-{int(time.time())}"
-    command = [sys.executable, "-m", "sslcli", "train-siamese", str(train_dir), "--size", str(SIZE)]
-    command += ["--gpus", "0", "--out", str(run), "--cache-dir", str(cache), "--json", *options]
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits.train_dir)]
+    command += ["--size", str(SIZE), "--gpus", "0", "--out", str(run)]
+    command += ["--cache-dir", str(args.work / "cache"), "--json", *options]
     started = time.perf_counter()
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     minutes = (time.perf_counter() - started) / 60
     encoder = json.loads((run / "encoder" / "config.json").read_text())
     trained = BACKBONES.create(encoder["backbone"], small_images=encoder["small_images"])
     trained.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
-    ours = knn_accuracy(
-        extract_features(trained, train_pixels, runtime), train_labels,
-        extract_features(trained, test_pixels, runtime), test_labels,
-    )  # fmt: skip
+    ours = digits.knn(trained)
     print(
         f"sslcli SimCLR {encoder['backbone']:<13} kNN {ours:.3f}  "
         f"({result['step']} steps, {minutes:.1f} min, options: {' '.join(options)})"

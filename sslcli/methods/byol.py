@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
-from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
+from sslcli.methods.base import TrainingDefaults
+from sslcli.methods.momentum import MomentumTargetMethod
 from sslcli.models.heads import mlp
 
 
@@ -17,7 +17,7 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=1)).mean()
 
 
-class BYOL(SSLMethod):
+class BYOL(MomentumTargetMethod):
     """Projector and predictor 4096-256; target momentum 0.996 -> 1 on a cosine."""
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1.5e-6)
@@ -29,26 +29,12 @@ class BYOL(SSLMethod):
         projection_dim: int = 256,
         base_momentum: float = 0.996,
     ) -> None:
-        super().__init__(backbone)
-        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim)
-        self.predictor = mlp(projection_dim, hidden_dim, projection_dim)
-        self.target_backbone = frozen_copy(backbone)
-        self.target_projector = frozen_copy(self.projector)
-        self.base_momentum = base_momentum
+        super().__init__(
+            backbone,
+            mlp(backbone.out_dim, hidden_dim, projection_dim),
+            mlp(projection_dim, hidden_dim, projection_dim),
+            base_momentum,
+        )
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        if len(views) != 2:
-            raise ValueError(f"BYOL takes 2 views, got {len(views)}")
-        both = torch.cat(views)
-        features = self.backbone(both)
-        p1, p2 = self.predictor(self.projector(features)).chunk(2)
-        with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_backbone(both)).chunk(2)
-        with torch.autocast(both.device.type, enabled=False):
-            loss = (byol_loss(p1.float(), t2.float()) + byol_loss(p2.float(), t1.float())) / 2
-        return MethodOutput(loss, features[: len(views[0])].detach())
-
-    def after_step(self, progress: float) -> None:
-        momentum = cosine_momentum(self.base_momentum, progress)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
+    def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return byol_loss(prediction, target) / 2  # the mean of the two directions

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import rank, world_size
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
-from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
+from sslcli.methods.base import TrainingDefaults
+from sslcli.methods.momentum import MomentumTargetMethod
 from sslcli.models.heads import mlp
 
 
@@ -31,7 +31,7 @@ def moco_loss(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> 
     return F.cross_entropy(logits, positives) * 2 * temperature
 
 
-class MoCo(SSLMethod):
+class MoCo(MomentumTargetMethod):
     """Projector 4096-256 (3 layers), predictor 4096-256; momentum 0.99 -> 1; temperature 1.0."""
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.3, weight_decay=1.5e-6)
@@ -44,28 +44,13 @@ class MoCo(SSLMethod):
         temperature: float = 1.0,
         base_momentum: float = 0.99,
     ) -> None:
-        super().__init__(backbone)
-        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
-        self.predictor = mlp(projection_dim, hidden_dim, projection_dim)
-        self.target_backbone = frozen_copy(backbone)
-        self.target_projector = frozen_copy(self.projector)
+        super().__init__(
+            backbone,
+            mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3),
+            mlp(projection_dim, hidden_dim, projection_dim),
+            base_momentum,
+        )
         self.temperature = temperature
-        self.base_momentum = base_momentum
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
-        if len(views) != 2:
-            raise ValueError(f"MoCo takes 2 views, got {len(views)}")
-        both = torch.cat(views)
-        features = self.backbone(both)
-        q1, q2 = self.predictor(self.projector(features)).chunk(2)
-        with torch.no_grad():
-            k1, k2 = self.target_projector(self.target_backbone(both)).chunk(2)
-        with torch.autocast(both.device.type, enabled=False):
-            t = self.temperature
-            loss = moco_loss(q1.float(), k2.float(), t) + moco_loss(q2.float(), k1.float(), t)
-        return MethodOutput(loss, features[: len(views[0])].detach())
-
-    def after_step(self, progress: float) -> None:
-        momentum = cosine_momentum(self.base_momentum, progress)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
+    def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return moco_loss(prediction, target, self.temperature)

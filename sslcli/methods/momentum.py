@@ -9,6 +9,8 @@ import math
 import torch
 from torch import nn
 
+from sslcli.methods.base import MethodOutput, SSLMethod
+
 
 def frozen_copy(module: nn.Module) -> nn.Module:
     target = copy.deepcopy(module)
@@ -28,3 +30,42 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         target_param.lerp_(online_param, 1 - momentum)
     for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
         target_buffer.copy_(online_buffer)
+
+
+class MomentumTargetMethod(SSLMethod):
+    """Online backbone -> projector -> predictor; a momentum copy of backbone and projector
+    gives each view's target. The loss sums ``view_loss`` over both directions, in fp32."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projector: nn.Module,
+        predictor: nn.Module,
+        base_momentum: float,
+    ) -> None:
+        super().__init__(backbone)
+        self.projector = projector
+        self.predictor = predictor
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projector = frozen_copy(projector)
+        self.base_momentum = base_momentum
+
+    def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
+        both = torch.cat(views)
+        features = self.backbone(both)
+        p1, p2 = self.predictor(self.projector(features)).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_backbone(both)).chunk(2)
+        with torch.autocast(both.device.type, enabled=False):
+            loss = self.view_loss(p1.float(), t2.float()) + self.view_loss(p2.float(), t1.float())
+        return MethodOutput(loss, features[: len(views[0])].detach())
+
+    def after_step(self, progress: float) -> None:
+        momentum = cosine_momentum(self.base_momentum, progress)
+        ema_update(self.target_backbone, self.backbone, momentum)
+        ema_update(self.target_projector, self.projector, momentum)
