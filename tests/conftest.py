@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,3 +13,33 @@ SAMPLE_DATA = REPO / "sample_data"
 @pytest.fixture
 def sample_data() -> Path:
     return SAMPLE_DATA
+
+
+def copy_digits(folder: Path, classes: str = "0147", per_class: int = 8) -> Path:
+    """Real digits from sample_data, ``per_class`` of each of ``classes``, in class folders."""
+    for label in classes:
+        (folder / label).mkdir(parents=True)
+        for path in sorted((SAMPLE_DATA / "digits" / label).glob("*.png"))[:per_class]:
+            shutil.copy(path, folder / label / path.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A train-siamese run (SimCLR, tiny CNN, 16 px) on 32 real digits, trained once per session."""
+    from typer.testing import CliRunner
+
+    from sslcli.cli.app import app
+
+    work = tmp_path_factory.mktemp("trained")
+    digits = copy_digits(work / "digits")
+    run = work / "run"
+    options = [
+        "--backbone", "tiny-cnn", "--size", "16", "--batch-size", "16", "--epochs", "3",
+        "--gpus", "0", "--cache-dir", str(work / "cache"), "--out", str(run),
+        "--optimizer", "sgd", "--lr", "0.5", "--projector-hidden-dim", "64",
+        "--projector-dim", "32",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, ["train-siamese", str(digits), *options])
+    assert result.exit_code == 0, result.output
+    return run

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,21 +16,16 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
+from tests.conftest import copy_digits
 
 REPO = Path(__file__).resolve().parent.parent
-DIGITS = REPO / "sample_data" / "digits"
 runner = CliRunner()
 
 
 @pytest.fixture
 def digits(tmp_path: Path) -> Path:
     """32 real digits, 8 of each of 4 classes."""
-    folder = tmp_path / "digits"
-    for label in "0147":
-        (folder / label).mkdir(parents=True)
-        for path in sorted((DIGITS / label).glob("*.png"))[:8]:
-            shutil.copy(path, folder / label / path.name)
-    return folder
+    return copy_digits(tmp_path / "digits")
 
 
 def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:

@@ -1,0 +1,166 @@
+"""``sslcli embed``: the representations of a folder of images, and their nearest neighbours."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sslcli.cli.console import print_json, stderr
+from sslcli.cli.model_options import (
+    AsJson,
+    BatchSize,
+    CacheDir,
+    CpuProcs,
+    Gpus,
+    ModelName,
+    Precision,
+    Size,
+    Space,
+    Strict,
+    decode,
+    load_model_saying_which,
+    plan_devices,
+)
+from sslcli.errors import usage_error
+
+
+def embed(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Image files or folders (walked recursively).", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Embeddings file: .npy (+ NAME.names.json), .safetensors, .csv "
+            "or .parquet (needs pyarrow).",
+        ),
+    ],
+    model: ModelName = None,
+    space: Space = None,
+    size: Size = None,
+    knn: Annotated[
+        int, typer.Option(help="Also find each image's K nearest neighbours (cosine).")
+    ] = 0,
+    knn_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the neighbours go (.csv or .json) [default: OUT.knn.csv].",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Gpus = None,
+    cpu_procs: CpuProcs = 1,
+    precision: Precision = "auto",
+    batch_size: BatchSize = 256,
+    cache_dir: CacheDir = None,
+    strict: Strict = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write the embeddings of images (one row per image, names kept, in input order)."""
+    from sslcli.data.embeddings import check_format, write_embeddings
+    from sslcli.embedding import embed_sharded
+
+    check_format(out)
+    knn_out = _knn_path(out, knn, knn_out)
+    for target in (out, knn_out):
+        if target is not None and target.exists() and not overwrite:
+            raise usage_error(f"{target} already exists", "pass --overwrite to replace it")
+    if batch_size < 1:
+        raise usage_error(f"--batch-size must be 1 or more, got {batch_size}")
+    plan = plan_devices(gpus, cpu_procs)
+    trained = load_model_saying_which(model, size, as_json)
+    images = decode(inputs, trained.size, cache_dir, strict, as_json)
+    chosen_space = space or "backbone"
+    trained.encoder(chosen_space)  # a clear error before any process starts
+    started = time.perf_counter()
+    embeddings = embed_sharded(
+        plan, precision, trained, images, chosen_space, batch_size, not as_json
+    )
+    seconds = time.perf_counter() - started
+    written = write_embeddings(out, images.names, embeddings.numpy())
+    result = {
+        "images": len(images.names),
+        "dimensions": embeddings.shape[1],
+        "space": chosen_space,
+        "model": trained.description,
+        "files": [str(path) for path in written],
+        "skipped": [failure.message for failure in images.failures],
+        "images_per_s": len(images.names) / seconds,
+    }
+    if knn_out is not None:
+        pairs = _write_neighbours(knn_out, images.names, embeddings, knn)
+        result |= {"knn_file": str(knn_out), "closest_pairs": pairs}
+    if as_json:
+        print_json(result)
+    else:
+        _print_result(result)
+
+
+def _knn_path(out: Path, knn: int, knn_out: Path | None) -> Path | None:
+    if knn < 0:
+        raise usage_error(f"--knn must be 0 or more, got {knn}")
+    if knn == 0:
+        if knn_out is not None:
+            raise usage_error("--knn-out needs --knn K", "e.g. --knn 5 --knn-out neighbours.csv")
+        return None
+    path = knn_out or out.with_name(out.stem + ".knn.csv")
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise usage_error(
+            f"cannot tell the format of {path}", "end the file name with .csv or .json"
+        )
+    return path
+
+
+def _write_neighbours(path: Path, names: list[str], embeddings: object, k: int) -> list[dict]:
+    """Write each image's neighbours; return the five most similar pairs (duplicates first)."""
+    from sslcli.engine.atomic import atomic_file
+    from sslcli.eval.neighbours import nearest_neighbours
+
+    indices, similarities = nearest_neighbours(embeddings, k)
+    rows = [
+        {"name": names[i], "rank": r + 1, "neighbour": names[j], "similarity": float(s)}
+        for i, (row, sims) in enumerate(zip(indices.tolist(), similarities.tolist(), strict=True))
+        for r, (j, s) in enumerate(zip(row, sims, strict=True))
+    ]
+    with atomic_file(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as f:
+        if path.suffix.lower() == ".json":
+            json.dump(rows, f, indent=1)
+        else:
+            writer = csv.DictWriter(f, fieldnames=["name", "rank", "neighbour", "similarity"])
+            writer.writeheader()
+            writer.writerows(rows)
+    closest = {
+        tuple(sorted((row["name"], row["neighbour"]))): row["similarity"]
+        for row in rows
+        if row["rank"] == 1
+    }
+    ranked = sorted(closest.items(), key=lambda item: -item[1])[:5]
+    return [{"name": a, "neighbour": b, "similarity": s} for (a, b), s in ranked]
+
+
+def _print_result(result: dict) -> None:
+    table = Table(title="embed", title_justify="left", show_header=False)
+    table.add_row("images", f"{result['images']} ({result['images_per_s']:.1f} images/s)")
+    table.add_row("dimensions", f"{result['dimensions']} ({result['space']})")
+    table.add_row("written", "\n".join(result["files"]))
+    if "knn_file" in result:
+        table.add_row("neighbours", result["knn_file"])
+        for pair in result["closest_pairs"]:
+            table.add_row(
+                "closest pair", f"{pair['name']} ~ {pair['neighbour']}: {pair['similarity']:.4f}"
+            )
+    stderr.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("embed")(embed)

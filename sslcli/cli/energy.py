@@ -1,0 +1,166 @@
+"""``sslcli energy``: how compatible two images are under a trained model (low = compatible)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from sslcli.cli.console import print_json, stderr
+from sslcli.cli.model_options import (
+    AsJson,
+    BatchSize,
+    CacheDir,
+    Gpus,
+    ModelName,
+    Precision,
+    Size,
+    Space,
+    Strict,
+    decode,
+    load_model_saying_which,
+    plan_devices,
+)
+from sslcli.errors import usage_error
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MEANING = (
+    "1 - cosine similarity of the two embeddings: 0 = same direction (compatible), "
+    "1 = unrelated (orthogonal), 2 = opposite"
+)
+SHOWN_CELLS = 100
+"""Matrices up to this many cells are printed as a table; larger ones are summarised."""
+
+
+def energy(
+    x: Annotated[Path, typer.Argument(help="An image, or a folder of images.", show_default=False)],
+    y: Annotated[Path, typer.Argument(help="An image, or a folder of images.", show_default=False)],
+    model: ModelName = None,
+    space: Space = None,
+    size: Size = None,
+    views: Annotated[
+        int, typer.Option(help="Average over K augmented view pairs (the run's augmentation).")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the augmented views.")] = 0,
+    matrix: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write every X-Y energy to this CSV (rows X, columns Y).", show_default=False
+        ),
+    ] = None,
+    heatmap: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the energies as a heatmap PNG (dark = low = compatible).",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Gpus = None,
+    precision: Precision = "auto",
+    batch_size: BatchSize = 256,
+    cache_dir: CacheDir = None,
+    strict: Strict = False,
+    as_json: AsJson = False,
+) -> None:
+    """Energy F(x, y) of image pairs (low = compatible); folders give every pair."""
+    from sslcli.energy import energy_matrix
+    from sslcli.engine.runtime import make_runtime
+
+    if gpus is not None and gpus > 1:
+        raise usage_error("energy runs on one device", "use --gpus 1 (or 0 for the CPU)")
+    plan = plan_devices(gpus, 1)
+    trained = load_model_saying_which(model, size, as_json)
+    chosen_space = space or trained.default_space()
+    trained.encoder(chosen_space)  # a clear error before decoding
+    both_files = x.is_file() and y.is_file()
+    first = decode([x], trained.size, cache_dir, strict or both_files, as_json)
+    second = decode([y], trained.size, cache_dir, strict or both_files, as_json)
+    if not as_json:
+        _note_resizing(first.paths + second.paths, trained.size)
+    runtime = make_runtime(plan.device_type, precision, seed)
+    energies = energy_matrix(
+        trained, first.pixels, second.pixels, runtime, chosen_space, views, seed, batch_size
+    ).numpy()
+    if matrix is not None:
+        _write_csv(matrix, first.names, second.names, energies)
+    if heatmap is not None:
+        from sslcli.heatmap import write_heatmap
+
+        write_heatmap(heatmap, energies)
+    result = {
+        "model": trained.description,
+        "space": chosen_space,
+        "views": views,
+        "meaning": MEANING,
+        "x": first.names,
+        "y": second.names,
+    }
+    if both_files:
+        result["energy"] = float(energies[0, 0])
+    elif energies.size <= SHOWN_CELLS or as_json:
+        result["energies"] = energies.tolist()
+    result |= {"matrix": str(matrix)} if matrix else {}
+    result |= {"heatmap": str(heatmap)} if heatmap else {}
+    if as_json:
+        print_json(result)
+    else:
+        _print(result, energies)
+
+
+def _note_resizing(paths: list[Path], size: int) -> None:
+    """Say which images are not already the model's square size (they were resized)."""
+    from PIL import Image
+
+    other = []
+    for path in paths:
+        with Image.open(path) as image:
+            if image.size != (size, size):
+                other.append(f"{path.name} ({image.size[0]}x{image.size[1]})")
+    if other:
+        shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        stderr.print(
+            f"resized to {size}x{size} px, the model's input (shorter side, centre crop): {shown}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _write_csv(path: Path, rows: list[str], columns: list[str], energies: np.ndarray) -> None:
+    from sslcli.engine.atomic import atomic_file
+
+    with atomic_file(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x \\ y", *columns])
+        for name, row in zip(rows, energies, strict=True):
+            writer.writerow([name, *(f"{value:.6f}" for value in row)])
+
+
+def _print(result: dict, energies: np.ndarray) -> None:
+    if "energy" in result:
+        stderr.print(f"F({result['x'][0]}, {result['y'][0]}) = [bold]{result['energy']:.4f}[/]")
+    elif "energies" in result:
+        table = Table(title=f"energy ({result['space']})", title_justify="left")
+        table.add_column("x \\ y")
+        for name in result["y"]:
+            table.add_column(name, justify="right")
+        for name, row in zip(result["x"], energies, strict=True):
+            table.add_row(name, *(f"{value:.4f}" for value in row))
+        stderr.print(table)
+    else:
+        stderr.print(
+            f"{energies.shape[0]} x {energies.shape[1]} energies: min {energies.min():.4f}, "
+            f"mean {energies.mean():.4f}, max {energies.max():.4f}"
+        )
+    stderr.print(f"[dim]{MEANING}; {result['model']}, {result['space']} space[/]", soft_wrap=True)
+    for key in ("matrix", "heatmap"):
+        if key in result:
+            stderr.print(f"{key}: {result[key]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("energy")(energy)

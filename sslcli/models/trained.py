@@ -1,0 +1,253 @@
+"""What ``--model`` names for ``embed``, ``energy`` and ``eval``, loaded and ready to embed.
+
+``--model`` may be:
+- a run folder of ``train-siamese`` (its newest checkpoint: backbone and projector; or its
+  ``encoder/`` export when the checkpoints are gone),
+- a checkpoint folder of such a run, or an ``encoder/`` export,
+- a backbone name from the registry (random weights: the floor any training must beat),
+- a folder saved by transformers or a hub id ``owner/name`` of a vision model (its pooled
+  output, or its first token, is the embedding),
+- nothing: the newest run under ``./runs``.
+
+Every model embeds images the same way: decoded, the shorter side scaled to the model's
+size and centre-cropped (as training decoded them), normalised with the model's mean and std.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sslcli.errors import usage_error
+from sslcli.hub import looks_like_hub_id
+
+SPACES = ("projector", "backbone")
+"""Where embeddings are read: after the projection head, or the backbone's features."""
+
+
+@dataclass
+class TrainedModel:
+    backbone: nn.Module
+    size: int
+    """Side in pixels of the square images the model takes."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+    """Where the weights came from, in words, e.g. ``run runs/a (simclr, resnet18, step 40)``."""
+    projector: nn.Module | None = None
+    method: str | None = None
+    view_settings: dict[str, Any] = field(default_factory=dict)
+    """The training run's ``preset`` and ``view_changes``, for augmented views at test time."""
+
+    def encoder(self, space: str) -> nn.Module:
+        """The module mapping normalised images to embeddings in ``space``, in eval mode."""
+        if space not in SPACES:
+            raise usage_error(f"unknown space {space!r}", f"choose one of {', '.join(SPACES)}")
+        if space == "backbone":
+            return self.backbone.eval()
+        if self.projector is None:
+            raise usage_error(
+                f"{self.description} has no projection head",
+                "use --space backbone, or a run folder of train-siamese with its checkpoints",
+            )
+        return nn.Sequential(self.backbone, self.projector).eval()
+
+    def default_space(self) -> str:
+        return "projector" if self.projector is not None else "backbone"
+
+
+def load_model(
+    name: str | None, size: int | None = None, runs: Path = Path("runs")
+) -> TrainedModel:
+    """Load what ``--model NAME`` means; ``size`` overrides the model's own image size."""
+    from sslcli.models.backbones import BACKBONES
+
+    if name is None:
+        model = _load_path(newest_run(runs))
+    elif Path(name).exists():
+        model = _load_path(Path(name))
+    elif name in BACKBONES:
+        model = _random_backbone(name, size or 224)
+    elif looks_like_hub_id(name):
+        model = _load_transformers(name)
+    else:
+        raise BACKBONES.unknown(
+            name, hint="or give a run folder, a checkpoint folder or a hub id owner/name"
+        )
+    if size is not None:
+        model.size = size
+    return model
+
+
+def newest_run(runs: Path) -> Path:
+    """The most recently written run under ``runs`` (by its newest checkpoint or export)."""
+    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, LATEST_FILE
+    from sslcli.siamese import ENCODER_FOLDER
+
+    stamps = {}
+    for run in runs.iterdir() if runs.is_dir() else ():
+        marks = [run / CHECKPOINTS_FOLDER / LATEST_FILE, run / ENCODER_FOLDER / "config.json"]
+        times = [mark.stat().st_mtime for mark in marks if mark.is_file()]
+        if times:
+            stamps[run] = max(times)
+    if not stamps:
+        raise usage_error(
+            f"no --model given and no trained run under {runs}/",
+            "train one with sslcli train-siamese DIR, or pass --model",
+        )
+    return max(stamps, key=stamps.__getitem__)
+
+
+def _load_path(path: Path) -> TrainedModel:
+    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, LATEST_FILE, load_checkpoint
+    from sslcli.siamese import ENCODER_FOLDER
+
+    if (path / CHECKPOINTS_FOLDER / LATEST_FILE).is_file():
+        from sslcli.engine.checkpoint import resolve_resume
+
+        return _from_checkpoint(load_checkpoint(resolve_resume(path)), f"run {path}")
+    if (path / ENCODER_FOLDER / "config.json").is_file():
+        return _from_checkpoint(load_checkpoint(path / ENCODER_FOLDER), f"run {path}")
+    config = _read_config(path)
+    if "model_type" in config:
+        return _load_transformers(str(path))
+    return _from_checkpoint(load_checkpoint(path), str(path))
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    config_file = path / "config.json"
+    if path.is_file() or not config_file.is_file():
+        raise usage_error(
+            f"{path} is not a model",
+            "give a run folder, a checkpoint or encoder folder, or a transformers model folder",
+        )
+    try:
+        return json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise usage_error(f"cannot read {config_file}: {error}") from None
+
+
+def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
+    """A trainer checkpoint (the whole method) or an encoder export (the backbone alone)."""
+    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.models.backbones import BACKBONES
+
+    config = checkpoint.config
+    if "backbone" not in config or ("size" not in config and "image_size" not in config):
+        raise usage_error(
+            f"{checkpoint.path} is not a checkpoint of sslcli",
+            "give a run folder of train-siamese, or its encoder/ folder",
+        )
+    backbone = BACKBONES.create(config["backbone"], small_images=config["small_images"])
+    step = (checkpoint.trainer_state or {}).get("step")
+    label = f"{where} ({config.get('method', '?')}, {config['backbone']}"
+    label += f", step {step})" if step is not None else ", encoder export)"
+    model = TrainedModel(
+        backbone=backbone,
+        size=int(config.get("image_size", config.get("size", 224))),
+        mean=tuple(config.get("mean", IMAGENET_MEAN)),
+        std=tuple(config.get("std", IMAGENET_STD)),
+        description=label,
+        method=config.get("method"),
+        view_settings={key: config[key] for key in ("preset", "view_changes") if key in config},
+    )
+    if "out_dim" in config:  # an encoder export: the backbone's weights alone
+        _load_weights(backbone, checkpoint.weights, checkpoint.path)
+        return model
+    from sslcli.methods import METHODS
+
+    method = METHODS.create(config["method"])(backbone, **config.get("method_options", {}))
+    _load_weights(method, checkpoint.weights, checkpoint.path)
+    model.projector = getattr(method, "projector", None)
+    return model
+
+
+def _load_weights(module: nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise usage_error(
+            f"the weights in {where} do not fit the model its config describes: {first}",
+            "was the checkpoint written by another version of sslcli or edited?",
+        ) from None
+
+
+def _random_backbone(name: str, size: int) -> TrainedModel:
+    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.models.backbones import BACKBONES
+
+    small = size <= 64
+    return TrainedModel(
+        backbone=BACKBONES.create(name, small_images=small),
+        size=size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        description=f"{name} with random weights ({size} px"
+        + (", small-image stem)" if small else ")"),
+    )
+
+
+class _PooledVisionModel(nn.Module):
+    """A transformers vision model as a backbone: pooled output, else the first token."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        output = self.model(pixel_values=images)
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)
+        hidden = output.last_hidden_state
+        return hidden[:, 0] if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
+
+
+def _load_transformers(name: str) -> TrainedModel:
+    try:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    except ImportError:
+        raise usage_error(
+            f"loading {name} needs transformers", "pip install transformers"
+        ) from None
+    try:
+        config = AutoConfig.from_pretrained(name)
+        model = AutoModel.from_pretrained(name)
+    except OSError as error:
+        raise usage_error(
+            f"cannot load vision model {name}: {str(error).splitlines()[0]}",
+            "check the id and that the hub is reachable (HF_HUB_OFFLINE=1 forbids it), or "
+            "give a local folder",
+        ) from None
+    try:
+        processor = AutoImageProcessor.from_pretrained(name)
+    except (OSError, ValueError):
+        processor = None
+    size, mean, std = _preprocessing(config, processor)
+    return TrainedModel(
+        backbone=_PooledVisionModel(model).eval(),
+        size=size,
+        mean=mean,
+        std=std,
+        description=f"{name} ({type(model).__name__}, transformers)",
+    )
+
+
+def _preprocessing(config: Any, processor: Any) -> tuple[int, tuple, tuple]:
+    """Image side, mean and std from the image processor, else the config and ImageNet's."""
+    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+
+    size = getattr(config, "image_size", 224)
+    if processor is None:
+        return int(size), IMAGENET_MEAN, IMAGENET_STD
+    crop = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+    size = crop.get("height") or crop.get("shortest_edge") or size
+    mean = tuple(getattr(processor, "image_mean", None) or IMAGENET_MEAN)
+    std = tuple(getattr(processor, "image_std", None) or IMAGENET_STD)
+    return int(size), mean, std
