@@ -80,9 +80,13 @@ def decode_once(
     meta_file = cache_dir / f"{key[:24]}-{size}px-meta.json"
     if cache_file.exists() and meta_file.exists():
         try:
-            return _open(cache_file, meta_file, len(paths), size)
+            cached = _open(cache_file, meta_file, len(paths), size)
         except (OSError, EOFError, ValueError, KeyError, TypeError):
             pass  # truncated or otherwise damaged: rebuilt below
+        else:
+            if strict and cached.failures:
+                raise cached.failures[0]  # as the first decode would have with --strict
+            return cached
     try:
         _build(paths, size, cache_file, meta_file, strict, on_progress)
     except OSError as error:

@@ -117,6 +117,15 @@ def test_strict_raises_on_a_corrupt_image(images: list[Path], tmp_path: Path) ->
     assert not any((tmp_path / "cache").iterdir())
 
 
+def test_strict_raises_on_a_corrupt_image_also_when_the_cache_is_hit(
+    images: list[Path], tmp_path: Path
+) -> None:
+    listed = _add_broken(images)
+    assert decode_once(listed, SIZE, tmp_path / "cache").failures
+    with pytest.raises(SSLError, match="a_truncated.jpg is corrupt"):
+        decode_once(listed, SIZE, tmp_path / "cache", strict=True)
+
+
 def test_every_image_failing_is_a_usage_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes((SAMPLE / "photos" / "coffee.jpg").read_bytes()[:2000])
