@@ -122,7 +122,7 @@ def test_strict_raises_on_a_corrupt_image_also_when_the_cache_is_hit(
 ) -> None:
     listed = _add_broken(images)
     assert decode_once(listed, SIZE, tmp_path / "cache").failures
-    with pytest.raises(SSLError, match="a_truncated.jpg is corrupt"):
+    with pytest.raises(SSLError, match=r"a_truncated\.jpg is corrupt"):
         decode_once(listed, SIZE, tmp_path / "cache", strict=True)
 
 

@@ -33,5 +33,5 @@ def test_unknown_suffix_and_missing_sidecar_are_clear_errors(tmp_path: Path) -> 
         write_embeddings(tmp_path / "e.txt", ["x"], np.zeros((1, 2)))
     write_embeddings(tmp_path / "e.npy", ["x"], np.zeros((1, 2)))
     names_file(tmp_path / "e.npy").unlink()
-    with pytest.raises(SSLError, match="names.json is missing"):
+    with pytest.raises(SSLError, match=r"names\.json is missing"):
         read_embeddings(tmp_path / "e.npy")

@@ -1,0 +1,106 @@
+"""sslcli energy on real digits with a model trained in the session."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from sslcli.cli.app import app
+from sslcli.data.embeddings import read_embeddings
+from tests.conftest import copy_digits
+
+runner = CliRunner()
+
+
+def _run(command: str, tmp_path: Path, *args: str) -> object:
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--gpus", "0"]
+    return runner.invoke(app, [command, *args, *cache])
+
+
+def _pair(run: Path, tmp_path: Path, x: Path, y: Path, *extra: str) -> dict:
+    result = _run("energy", tmp_path, str(x), str(y), "-m", str(run), "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_an_image_is_more_compatible_with_itself_than_with_another(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    digits = copy_digits(tmp_path / "digits", "07", 1)
+    zero, seven = digits / "0" / "0_000.png", digits / "7" / "7_000.png"
+    itself = _pair(trained_run, tmp_path, zero, zero)
+    other = _pair(trained_run, tmp_path, zero, seven)
+    assert itself["space"] == "projector" and "compatible" in itself["meaning"]
+    assert itself["energy"] == pytest.approx(0, abs=1e-5)
+    assert itself["energy"] < other["energy"] <= 2
+
+
+def test_the_matrix_is_one_minus_the_cosine_of_the_embeddings(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    a = copy_digits(tmp_path / "a", "01", 2)
+    b = copy_digits(tmp_path / "b", "47", 2)
+    matrix, heatmap = tmp_path / "m.csv", tmp_path / "h.png"
+    report = _pair(
+        trained_run, tmp_path, a, b, "--space", "backbone", "--matrix", str(matrix),
+        "--heatmap", str(heatmap),
+    )  # fmt: skip
+    rows = list(csv.reader(matrix.open()))
+    assert rows[0][1:] == report["y"] and [row[0] for row in rows[1:]] == report["x"]
+    energies = np.array([row[1:] for row in rows[1:]], dtype=np.float64)
+    for folder, name in ((a, "a.npy"), (b, "b.npy")):
+        args = [str(folder), "-m", str(trained_run), "-o", str(tmp_path / name)]
+        assert _run("embed", tmp_path, *args).exit_code == 0
+    ea, eb = (torch.from_numpy(read_embeddings(tmp_path / n)[1]) for n in ("a.npy", "b.npy"))
+    cosine = torch.nn.functional.cosine_similarity(ea[:, None], eb[None], dim=2)
+    np.testing.assert_allclose(energies, 1 - cosine.numpy(), atol=2e-6)
+    np.testing.assert_allclose(report["energies"], energies, atol=2e-6)
+    assert Image.open(heatmap).size[0] == Image.open(heatmap).size[1] >= 4
+
+
+def test_augmented_views_are_averaged_reproducibly(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "07", 2)
+    plain = _pair(trained_run, tmp_path, digits / "0", digits / "7")["energies"]
+    views = _pair(trained_run, tmp_path, digits / "0", digits / "7", "--views", "3")
+    again = _pair(trained_run, tmp_path, digits / "0", digits / "7", "--views", "3")
+    other_seed = _pair(
+        trained_run, tmp_path, digits / "0", digits / "7", "--views", "3", "--seed", "1"
+    )
+    assert views["views"] == 3 and views["energies"] == again["energies"]
+    assert views["energies"] != plain and views["energies"] != other_seed["energies"]
+
+
+def test_images_of_another_size_are_resized_and_it_is_said(
+    trained_run: Path, tmp_path: Path, sample_data: Path
+) -> None:
+    photo = sample_data / "photos" / "coffee.jpg"
+    result = _run("energy", tmp_path, str(photo), str(photo), "-m", str(trained_run))
+    assert result.exit_code == 0, result.output
+    assert "resized to 16x16 px" in result.stderr and "coffee.jpg (" in result.stderr
+    assert "F(" in result.stderr
+
+
+def test_bad_inputs_are_clear_errors(trained_run: Path, tmp_path: Path, sample_data: Path) -> None:
+    good = sample_data / "digits" / "0" / "0_000.png"
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a picture")
+    cases = [
+        (
+            [str(good), str(tmp_path / "nope.png"), "-m", str(trained_run)],
+            "nope.png does not exist",
+        ),
+        ([str(good), str(broken), "-m", str(trained_run)], "broken.png is not an image"),
+        (
+            [str(good), str(good), "-m", str(trained_run / "encoder"), "--space", "projector"],
+            "has no projection head",
+        ),
+        ([str(good), str(good), "-m", str(trained_run), "--views", "-1"], "--views must be"),
+    ]
+    for args, message in cases:
+        result = _run("energy", tmp_path, *args)
+        assert result.exit_code == 2 and message in result.stderr, result.output

@@ -1,0 +1,81 @@
+"""sslcli eval on real digits: the figures equal the library's on the same embeddings."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sslcli.cli.app import app
+from sslcli.data.embeddings import read_embeddings
+from sslcli.eval.knn import knn_accuracy
+from sslcli.eval.linear_probe import linear_probe_accuracy
+from tests.conftest import copy_digits
+
+runner = CliRunner()
+
+
+def _run(command: str, tmp_path: Path, *args: str) -> object:
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--gpus", "0"]
+    return runner.invoke(app, [command, *args, *cache])
+
+
+def _embedded(run: Path, folder: Path, tmp_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    out = tmp_path / f"{folder.name}.npy"
+    assert _run("embed", tmp_path, str(folder), "-m", str(run), "-o", str(out)).exit_code == 0
+    names, rows = read_embeddings(out)
+    labels = torch.tensor([int(name.split("/")[0] == "7") for name in names])
+    return torch.from_numpy(rows), labels
+
+
+def test_eval_with_a_test_folder_reports_knn_probe_and_collapse(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    train = copy_digits(tmp_path / "train", "07", 8)
+    test = tmp_path / "test"
+    for label in "07":
+        (test / label).mkdir(parents=True)
+        for path in sorted((train / label).glob("*.png"))[:3]:
+            path.rename(test / label / path.name)
+    args = [str(train), "-m", str(trained_run), "--test-dir", str(test), "--k", "3", "--json"]
+    result = _run("eval", tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["train_images"], report["test_images"], report["classes"]) == (10, 6, 2)
+    train_x, train_y = _embedded(trained_run, train, tmp_path)
+    test_x, test_y = _embedded(trained_run, test, tmp_path)
+    assert report["knn_accuracy"] == knn_accuracy(train_x, train_y, test_x, test_y, k=3)
+    assert report["linear_probe_accuracy"] == pytest.approx(
+        linear_probe_accuracy(train_x, train_y, test_x, test_y)
+    )
+    assert report["dimensions"] == 128 and report["embedding_std"] > 0
+    assert 1 <= report["effective_rank"] <= 16
+
+
+def test_eval_holds_out_part_of_each_class_without_a_test_folder(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    digits = copy_digits(tmp_path / "digits", "0147", 5)
+    result = _run("eval", tmp_path, str(digits), "-m", str(trained_run), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["train_images"], report["test_images"], report["classes"]) == (16, 4, 4)
+    assert report["k"] == 16 and "20% of each class" in report["split"]
+    assert 0 <= report["knn_accuracy"] <= 1 and np.isfinite(report["linear_probe_accuracy"])
+
+
+def test_eval_of_an_unlabelled_folder_is_a_clear_error(
+    trained_run: Path, tmp_path: Path, sample_data: Path
+) -> None:
+    result = _run("eval", tmp_path, str(sample_data / "photos"), "-m", str(trained_run))
+    assert result.exit_code == 2 and "is not a labelled folder" in result.stderr
+
+
+def test_eval_prints_a_table_for_humans(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 5)
+    result = _run("eval", tmp_path, str(digits), "-m", str(trained_run))
+    assert result.exit_code == 0, result.output
+    for row in ("kNN accuracy", "linear probe accuracy", "embedding std", "effective rank"):
+        assert row in result.stderr
