@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,14 +130,14 @@ def _build(
         pixels = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
         )
-        for index, path in enumerate(paths):
-            try:
-                pixels[len(kept)] = square_resize(load_image(path), size)
-                kept.append(index)
-            except SSLError as failure:
+        for index, decoded in enumerate(_decode_in_threads(paths, size)):
+            if isinstance(decoded, SSLError):
                 if strict:
-                    raise
-                failures.append(failure)
+                    raise decoded
+                failures.append(decoded)
+            else:
+                pixels[len(kept)] = decoded
+                kept.append(index)
             if on_progress is not None:
                 on_progress(1)
         if not kept:
@@ -150,6 +152,30 @@ def _build(
             "failures": [{"message": f.message, "hint": f.hint} for f in failures],
         }
         write_text_atomic(meta_file, json.dumps(meta))
+
+
+DECODE_WINDOW = 64
+"""Images decoded ahead of the one being stored: bounds memory whatever the folder's size."""
+
+
+def _decode(path: Path, size: int) -> np.ndarray | SSLError:
+    try:
+        return square_resize(load_image(path), size)
+    except SSLError as failure:
+        return failure
+
+
+def _decode_in_threads(paths: Sequence[Path], size: int) -> Iterator[np.ndarray | SSLError]:
+    """Each path's pixels (or why it failed), in order, decoded by one thread per core (PIL
+    releases the GIL while it decodes and resizes)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        pending: deque[Future] = deque()
+        for path in paths:
+            pending.append(pool.submit(_decode, path, size))
+            if len(pending) >= DECODE_WINDOW:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _open(cache_file: Path, meta_file: Path, count: int, size: int) -> DecodedImages:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD, normalize
+from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
 from sslcli.engine.runtime import Runtime
 
 
@@ -18,10 +18,16 @@ def pixels_to_batch(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) as the normalised float batch (N, 3, H, W) a model takes."""
+    """uint8 images (N, H, W, 3) as the normalised float batch (N, 3, H, W) a model takes.
+
+    The batch is channels-last in memory (a permuted view of the pixels' layout), which
+    convolutions prefer; scaling to [0, 1] and normalising are one multiply-add.
+    """
     # np.array: a writable copy of memory-mapped rows
     batch = torch.from_numpy(np.array(pixels)).to(device, non_blocking=True)
-    return normalize(batch.permute(0, 3, 1, 2).float().div_(255), mean, std)
+    scale = torch.tensor([1 / (255 * s) for s in std], device=device).reshape(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], device=device)
+    return torch.addcmul(shift.reshape(1, 3, 1, 1), batch.permute(0, 3, 1, 2).float(), scale)
 
 
 @torch.inference_mode()
@@ -46,7 +52,7 @@ def extract_features(
     for start in range(0, len(pixels), batch_size):
         images = pixels_to_batch(pixels[start : start + batch_size], runtime.device, mean, std)
         with runtime.autocast():
-            parts.append(encoder(images.contiguous(memory_format=torch.channels_last)).float())
+            parts.append(encoder(images).float())
         if on_progress is not None:
             on_progress(len(images))
     encoder.train(was_training)
