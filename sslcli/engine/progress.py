@@ -55,6 +55,9 @@ def progress_bar(
 ) -> Iterator[ProgressTracker]:
     """A rich progress bar on stderr; ``enabled=False`` (other ranks, --json) hides it and
     ``transient`` removes it when done."""
+    console = Console(stderr=True)
+    # A transient bar leaves nothing behind; outside a terminal it would leave a blank line.
+    shown = enabled and (console.is_terminal or not transient)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -64,8 +67,8 @@ def progress_bar(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[metrics]}"),
-        console=Console(stderr=True),
-        disable=not enabled,
+        console=console,
+        disable=not shown,
         transient=transient,
     )
     with progress:
