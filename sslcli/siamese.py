@@ -27,10 +27,33 @@ if TYPE_CHECKING:
     from sslcli.engine.runtime import Runtime
     from sslcli.methods.base import SSLMethod
 
-_METHOD_FLAGS = {
-    "temperature": "--temperature",
-    "hidden_dim": "--projector-hidden-dim",
-    "projection_dim": "--projector-dim",
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be above 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def _regulariser(value: Any) -> str | None:
+    return None if value in ("l2", "l1") else "must be l2 or l1"
+
+
+_METHOD_OPTIONS = {
+    "temperature": ("--temperature", _positive),
+    "hidden_dim": ("--projector-hidden-dim", _positive),
+    "projection_dim": ("--projector-dim", _positive),
+    "latent_dim": ("--latent-dim", _positive),
+    "z_steps": ("--z-steps", _non_negative),
+    "z_lr": ("--z-lr", _positive),
+    "z_reg": ("--z-reg", _regulariser),
+    "z_weight": ("--z-weight", _non_negative),
+    "z_dropout": ("--z-dropout", _fraction),
 }
 ENCODER_FOLDER = "encoder"
 RESULT_FILE = "result.json"
@@ -73,7 +96,7 @@ class SiameseConfig:
     """The learning rate used: lr_per_256 x batch_size / 256."""
     weight_decay: float = 1e-6
     warmup_epochs: int = 10
-    method_options: dict[str, float] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
     view_changes: dict[str, Any] = field(default_factory=dict)
     """Augmentation fields set on the command line, over the preset's."""
     seed: int = 0
@@ -109,11 +132,12 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
     defaults = method.defaults
     accepted = inspect.signature(method.__init__).parameters
     for name, value in options["method_options"].items():
-        flag = _METHOD_FLAGS[name]
+        flag, check = _METHOD_OPTIONS[name]
         if name not in accepted:
             raise usage_error(f"{flag} does not apply to {options['method']}")
-        if value <= 0:
-            raise usage_error(f"{flag} must be above 0, got {value}")
+        problem = check(value)
+        if problem:
+            raise usage_error(f"{flag} {problem}, got {value}")
     optimizer = options.pop("optimizer") or defaults.optimizer
     if optimizer not in OPTIMIZERS:
         raise usage_error(

@@ -12,7 +12,6 @@ from sslcli.errors import usage_error
 PENDING = {
     "mask-predict": "Fill [MASK] in a text with a masked-language model (BERT-style).",
     "train-mlm": "Train a masked-language model on your own text.",
-    "train-latent": "Train a latent-variable predictive model (no contrastive samples).",
 }
 
 

@@ -32,7 +32,7 @@ from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import runtime_error, usage_error
 from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
-from sslcli.methods.base import SSLMethod
+from sslcli.methods.base import MethodOutput, SSLMethod
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -184,17 +184,19 @@ class Trainer:
                 following = self.step + 1 if self.step + 1 < schedule.total_steps else None
                 views = prefetcher.get(self.step, following)
                 loaded = time.perf_counter()
-                loss, embeddings = self._train_step(views)
+                output = self._train_step(views)
+                loss = output.loss.detach().float()
                 flags = torch.stack(
                     [
-                        loss.detach().float(),
-                        (~torch.isfinite(loss.detach())).float(),
+                        (~torch.isfinite(loss)).float(),
                         torch.tensor(float(stop.requested), device=loss.device),
+                        loss,
+                        *(value.float() for value in output.metrics.values()),
                     ]
                 )
                 flags = all_reduce_sum(flags) if runtime.distributed else flags
-                mean_loss, nonfinite, stopping = (
-                    flags / torch.tensor([runtime.world_size, 1, 1], device=flags.device)
+                nonfinite, stopping, mean_loss, *extra = (
+                    torch.cat([flags[:2], flags[2:] / runtime.world_size])
                 ).tolist()
                 if nonfinite:
                     raise runtime_error(
@@ -204,13 +206,15 @@ class Trainer:
                     )
                 self.step += 1
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
-                metrics = {"loss": mean_loss, "lr": lr}
+                extra_metrics = dict(zip(output.metrics, extra, strict=True))
+                metrics = {"loss": mean_loss, "lr": lr, **extra_metrics}
                 collapsed = False
                 if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
-                    health, collapsed = self._watch_collapse(embeddings)
+                    health, collapsed = self._watch_collapse(output.embeddings)
                     shown = {
                         "std": f"{health['embedding_std']:.3f}",
                         "rank": f"{health['effective_rank']:.1f}",
+                        **{name: f"{value:.3g}" for name, value in extra_metrics.items()},
                     }
                     metrics |= window.summary() | health
                     self._log({"step": self.step} | metrics)
@@ -238,7 +242,7 @@ class Trainer:
                     return TrainResult(self.step, True, last)
         return TrainResult(self.step, False, last)
 
-    def _train_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(self, views: list[torch.Tensor]) -> MethodOutput:
         self.model.train()
         with self.runtime.autocast():
             output = self.model(views)
@@ -247,7 +251,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.method.after_step((self.step + 1) / self.schedule.total_steps)
-        return output.loss, output.embeddings
+        return output
 
     def _watch_collapse(self, embeddings: torch.Tensor) -> tuple[dict[str, float], bool]:
         """Collapse metrics of the global batch (the same on every rank) and whether the

@@ -80,3 +80,15 @@ def vicreg() -> type[SSLMethod]:
     from sslcli.methods.vicreg import VICReg
 
     return VICReg
+
+
+@METHODS.register(
+    "latent",
+    "latent-variable predictive architecture (train-latent): predictor g(s_x, z) with a "
+    "regularised latent z inferred by gradient steps, EMA target, VICReg variance and "
+    "covariance; LARS, lr 0.2 per 256, wd 1e-6, expander 2048-256, z of 16 dimensions",
+)
+def latent() -> type[SSLMethod]:
+    from sslcli.methods.latent import LatentPredictive
+
+    return LatentPredictive

@@ -7,7 +7,7 @@ collectives; methods never print, never touch devices or ranks otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,6 +27,8 @@ class MethodOutput:
     loss: torch.Tensor
     embeddings: torch.Tensor
     """Backbone features of the first view, detached: for collapse monitoring."""
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Method-specific scalars (detached) to log, averaged over processes by the engine."""
 
 
 class SSLMethod(nn.Module):

@@ -16,12 +16,12 @@ from sslcli.methods.base import ProjectedPairMethod, TrainingDefaults
 from sslcli.models.heads import mlp
 
 
-def _variance_term(z: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+def variance_term(z: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     std = torch.sqrt(z.var(dim=0) + eps)
     return F.relu(1 - std).mean()
 
 
-def _covariance_term(z: torch.Tensor) -> torch.Tensor:
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
     centred = z - z.mean(dim=0)
     covariance = centred.T @ centred / (len(z) - 1)
     off_diagonal = covariance - torch.diag(torch.diagonal(covariance))
@@ -40,8 +40,8 @@ def vicreg_loss(
         z1, z2 = z1.float(), z2.float()
         similarity = F.mse_loss(z1, z2)
         everyone1, everyone2 = gather(z1), gather(z2)
-        spread = (_variance_term(everyone1) + _variance_term(everyone2)) / 2
-        redundancy = _covariance_term(everyone1) + _covariance_term(everyone2)
+        spread = (variance_term(everyone1) + variance_term(everyone2)) / 2
+        redundancy = covariance_term(everyone1) + covariance_term(everyone2)
         return invariance * similarity + variance * spread + covariance * redundancy
 
 

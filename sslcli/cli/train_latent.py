@@ -1,0 +1,175 @@
+"""``sslcli train-latent``: the latent-variable predictive architecture on a folder of images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sslcli.cli.training import (
+    AsJson,
+    Backbone,
+    BatchSize,
+    CacheDir,
+    CheckpointEvery,
+    CpuProcs,
+    Data,
+    Epochs,
+    Gpus,
+    KnnEvery,
+    Lr,
+    Optimizer,
+    Out,
+    Precision,
+    PresetName,
+    ProjectorDim,
+    ProjectorHiddenDim,
+    Resume,
+    Seed,
+    Size,
+    SmallImages,
+    StopOnCollapse,
+    Strict,
+    WarmupEpochs,
+    WeightDecay,
+    start_run,
+)
+from sslcli.cli.view_options import (
+    BlurProb,
+    CropRatio,
+    CropScale,
+    FlipProb,
+    GrayscaleProb,
+    Jitter,
+    JitterProb,
+    SolarizeProb,
+    view_changes,
+)
+
+
+def train_latent(
+    data: Data,
+    backbone: Backbone = "resnet18",
+    size: Size = 224,
+    small_images: SmallImages = None,
+    preset: PresetName = "vicreg",
+    crop_scale: CropScale = None,
+    crop_ratio: CropRatio = None,
+    jitter: Jitter = None,
+    jitter_prob: JitterProb = None,
+    flip_prob: FlipProb = None,
+    grayscale_prob: GrayscaleProb = None,
+    blur_prob: BlurProb = None,
+    solarize_prob: SolarizeProb = None,
+    epochs: Epochs = 100,
+    batch_size: BatchSize = 256,
+    optimizer: Optimizer = None,
+    lr: Lr = None,
+    weight_decay: WeightDecay = None,
+    warmup_epochs: WarmupEpochs = None,
+    projector_hidden_dim: ProjectorHiddenDim = None,
+    projector_dim: ProjectorDim = None,
+    latent_dim: Annotated[
+        int | None, typer.Option(help="Dimensions of z [default: 16].", show_default=False)
+    ] = None,
+    z_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Gradient steps inferring z per sample [default: 5].", show_default=False
+        ),
+    ] = None,
+    z_lr: Annotated[
+        float | None,
+        typer.Option(help="Step size of those steps [default: 0.5].", show_default=False),
+    ] = None,
+    z_reg: Annotated[
+        str | None,
+        typer.Option(
+            help="Regulariser R(z): l2 (||z||^2/2) or l1 [default: l2].", show_default=False
+        ),
+    ] = None,
+    z_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.1].",
+            show_default=False,
+        ),
+    ] = None,
+    z_dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of predictions made with z = 0, so x must carry them [default: 0.5].",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Gpus = None,
+    cpu_procs: CpuProcs = 1,
+    precision: Precision = "auto",
+    seed: Seed = 0,
+    out: Out = None,
+    resume: Resume = None,
+    knn_every: KnnEvery = 5,
+    checkpoint_every: CheckpointEvery = 0,
+    cache_dir: CacheDir = None,
+    stop_on_collapse: StopOnCollapse = False,
+    strict: Strict = False,
+    as_json: AsJson = False,
+) -> None:
+    """Train a latent-variable predictive model (no contrastive samples) on a folder of images.
+
+    The predictor guesses the EMA target embedding of one view from the other view's
+    embedding and a latent z; z is inferred per sample by gradient steps on the energy and
+    regularised. The run folder is like train-siamese's; energy and embed use it.
+    """
+    latent_options = {
+        "hidden_dim": projector_hidden_dim,
+        "projection_dim": projector_dim,
+        "latent_dim": latent_dim,
+        "z_steps": z_steps,
+        "z_lr": z_lr,
+        "z_reg": z_reg,
+        "z_weight": z_weight,
+        "z_dropout": z_dropout,
+    }
+    start_run(
+        "train-latent",
+        resume,
+        out,
+        as_json,
+        gpus=gpus,
+        cpu_procs=cpu_procs,
+        data=str(data),
+        method="latent",
+        backbone=backbone,
+        size=size,
+        small_images=small_images,
+        preset=preset,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr_per_256=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        method_options={name: v for name, v in latent_options.items() if v is not None},
+        view_changes=view_changes(
+            crop_scale,
+            crop_ratio,
+            jitter,
+            jitter_prob,
+            flip_prob,
+            grayscale_prob,
+            blur_prob,
+            solarize_prob,
+        ),
+        seed=seed,
+        precision=precision,
+        knn_every=knn_every,
+        cache_dir=cache_dir,
+        strict=strict,
+        checkpoint_every=checkpoint_every,
+        stop_on_collapse=stop_on_collapse,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-latent")(train_latent)

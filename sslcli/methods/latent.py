@@ -1,0 +1,166 @@
+"""A latent-variable joint-embedding predictive architecture: no negatives, a regularised z.
+
+For two views x and y of an image: the context s_x = expander(backbone(x)); the target
+t = LayerNorm(EMA expander(EMA backbone(y))), without gradient; a predictor g(s_x, z) (an MLP
+with LayerNorm) guesses t from s_x and a small latent z.
+
+- Energy E(x, y, z) = ||t - g(s_x, z)||^2 / D.
+- Regulariser R(z) = ||z||^2 / 2 (``l2``) or ||z||_1 (``l1``), weighted by ``z_weight``;
+  z stays inside the box [-Z_BOUND, Z_BOUND].
+- Free energy F(x, y) = min_z E + z_weight R(z): from z = 0, ``z_steps`` proximal gradient
+  steps on z alone (``torch.autograd.grad`` on z: no parameter gradient, so nothing for DDP
+  to reduce); the best z seen is kept, so F <= E(x, y, 0) always.
+- Training loss, both directions (x -> y and y -> x):
+  25 x [(1 - p) E(z*) + p E(0)] + VICReg's variance (25) and covariance (1) terms on the
+  context embeddings of the GLOBAL batch. The bracket is z-dropout (z zeroed with
+  probability p, so x must carry the prediction) taken in expectation: the same gradient on
+  average, no random mask, and 2 processes still equal 1 on the doubled batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslcli.engine.collectives import gather
+from sslcli.methods.base import MethodOutput, TrainingDefaults
+from sslcli.methods.momentum import MomentumTargetMethod
+from sslcli.methods.vicreg import covariance_term, variance_term
+from sslcli.models.heads import mlp
+
+Z_BOUND = 3.0
+Z_REGULARISERS = ("l2", "l1")
+
+
+class LatentPredictor(nn.Module):
+    """g(s, z): Linear-LayerNorm-GELU blocks on the concatenation of s and z."""
+
+    def __init__(self, dim: int, latent_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim + latent_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, dim),
+        )
+
+    def forward(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([context, z.to(context.dtype)], dim=1))
+
+
+@dataclass
+class Inference:
+    """The outcome of minimising the energy over z, per sample (no gradient)."""
+
+    z: torch.Tensor
+    free_energy: torch.Tensor
+    """F = E(z*) + z_weight R(z*)."""
+    energy_at_zero: torch.Tensor
+    """E(z = 0); the z-gap is ``energy_at_zero - free_energy`` >= 0."""
+
+
+class LatentPredictive(MomentumTargetMethod):
+    defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hidden_dim: int = 2048,
+        projection_dim: int = 256,
+        latent_dim: int = 16,
+        z_steps: int = 5,
+        z_lr: float = 0.5,
+        z_reg: str = "l2",
+        z_weight: float = 0.1,
+        z_dropout: float = 0.5,
+        base_momentum: float = 0.99,
+    ) -> None:
+        if z_reg not in Z_REGULARISERS:
+            raise ValueError(f"z_reg must be one of {Z_REGULARISERS}, got {z_reg!r}")
+        super().__init__(
+            backbone,
+            mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3),
+            LatentPredictor(projection_dim, latent_dim, hidden_dim),
+            base_momentum,
+        )
+        self.latent_dim = latent_dim
+        self.z_steps = z_steps
+        self.z_lr = z_lr
+        self.z_reg = z_reg
+        self.z_weight = z_weight
+        self.z_dropout = z_dropout
+
+    def context(self, images: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(images))
+
+    @torch.no_grad()
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        encoded = self.target_projector(self.target_backbone(images)).float()
+        return F.layer_norm(encoded, encoded.shape[1:])
+
+    def energy(self, context: torch.Tensor, target: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """E per sample: the mean squared error of the prediction, in fp32."""
+        return (self.predictor(context, z).float() - target).pow(2).mean(dim=1)
+
+    def regulariser(self, z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * z.pow(2).sum(dim=1) if self.z_reg == "l2" else z.abs().sum(dim=1)
+
+    def infer(self, context: torch.Tensor, target: torch.Tensor) -> Inference:
+        """min over z of E + z_weight R(z), per sample, by proximal gradient steps on z."""
+        context = context.detach()
+        z = torch.zeros(len(context), self.latent_dim, device=context.device)
+        best_z, best = torch.zeros_like(z), None
+        with torch.enable_grad():
+            for step in range(self.z_steps + 1):
+                z.requires_grad_(True)
+                energy = self.energy(context, target, z)
+                total = energy.detach() + self.z_weight * self.regulariser(z.detach())
+                if best is None:
+                    at_zero, best = energy.detach(), total
+                else:
+                    better = total < best
+                    best = torch.where(better, total, best)
+                    best_z = torch.where(better[:, None], z.detach(), best_z)
+                if step == self.z_steps:
+                    break
+                (gradient,) = torch.autograd.grad(energy.sum(), z)
+                z = self._proximal(z.detach() - self.z_lr * gradient)
+        return Inference(best_z.detach(), best, at_zero)
+
+    def _proximal(self, z: torch.Tensor) -> torch.Tensor:
+        """The regulariser's proximal step (shrink for l2, soft-threshold for l1), boxed."""
+        shrink = self.z_lr * self.z_weight
+        if self.z_reg == "l2":
+            return (z / (1 + shrink)).clamp(-Z_BOUND, Z_BOUND)
+        return (z.sign() * (z.abs() - shrink).clamp_min(0)).clamp(-Z_BOUND, Z_BOUND)
+
+    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+        if len(views) != 2:
+            raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
+        both = torch.cat(views)
+        features = self.backbone(both)
+        contexts = self.projector(features)
+        s1, s2 = contexts.chunk(2)
+        t1, t2 = self.target(both).chunk(2)
+        context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
+        inferred = self.infer(context, target)
+        with torch.autocast(both.device.type, enabled=False):
+            predicted = self.energy(context, target, inferred.z)
+            unaided = self.energy(context, target, torch.zeros_like(inferred.z))
+            prediction = (1 - self.z_dropout) * predicted + self.z_dropout * unaided
+            everyone1, everyone2 = gather(s1.float()), gather(s2.float())
+            spread = (variance_term(everyone1) + variance_term(everyone2)) / 2
+            redundancy = covariance_term(everyone1) + covariance_term(everyone2)
+            loss = 25 * prediction.mean() + 25 * spread + redundancy
+        metrics = {
+            "energy": predicted.detach().mean(),
+            "z_gap": (inferred.energy_at_zero - inferred.free_energy).mean(),
+            "z_norm": inferred.z.norm(dim=1).mean(),
+        }
+        return MethodOutput(loss, features[: len(views[0])].detach(), metrics)
