@@ -1,9 +1,13 @@
-"""The energy F(x, y) of image pairs under a trained joint-embedding model.
+"""The energy F(x, y) of image pairs under a trained model: low means compatible.
 
-Low energy means compatible. For a joint-embedding (siamese) model the energy is
-``1 - cos(e(x), e(y))`` of the two images' embeddings, in [0, 2]: 0 for the same direction,
-1 for orthogonal embeddings. With ``views`` > 0 it is averaged over that many augmented view
-pairs (view k of x against view k of y), drawn reproducibly from ``seed``.
+- Joint-embedding (siamese) models: ``1 - cos(e(x), e(y))`` of the two images' embeddings,
+  in [0, 2]: 0 for the same direction, 1 for orthogonal embeddings.
+- Latent-variable models (``train-latent``): F(x, y) = min_z E(x, y, z) + lambda R(z), with
+  E the predictor's error on y's target from x's context and z (see ``methods.latent``);
+  also reported: E(x, y, z=0), the z-gap E(z=0) - F and ||z*||.
+
+With ``views`` > 0 the energies are averaged over that many augmented view pairs (view k of
+x against view k of y), drawn reproducibly from ``seed`` with the run's augmentation.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import usage_error
 from sslcli.models.trained import TrainedModel
+
+PAIR_CHUNK = 4096
+"""Pairs whose latent z is inferred together (memory: chunk x (latent + embedding) floats)."""
 
 
 def cosine_energy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -22,7 +30,7 @@ def cosine_energy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1 - F.normalize(a.float(), dim=1) @ F.normalize(b.float(), dim=1).T
 
 
-def energy_matrix(
+def energy_matrices(
     model: TrainedModel,
     pixels_a: np.ndarray,
     pixels_b: np.ndarray,
@@ -31,22 +39,74 @@ def energy_matrix(
     views: int = 0,
     seed: int = 0,
     batch_size: int = 256,
-) -> torch.Tensor:
-    """Energies (A, B) between every image of ``pixels_a`` and every image of ``pixels_b``."""
-    from sslcli.embedding import embed_pixels
-
+) -> dict[str, torch.Tensor]:
+    """Energies (A, B) between every image of ``pixels_a`` and every image of ``pixels_b``:
+    ``energy`` for every model, and ``energy_at_zero``, ``z_gap``, ``z_norm`` for latent ones."""
     if views < 0:
         raise usage_error(f"--views must be 0 or more, got {views}")
-    if views == 0:
-        a = embed_pixels(model, pixels_a, runtime, space, batch_size, show=False)
-        b = embed_pixels(model, pixels_b, runtime, space, batch_size, show=False)
-        return cosine_energy(a, b)
-    total = torch.zeros(len(pixels_a), len(pixels_b))
-    for view in range(views):
-        a = _embed_view(model, pixels_a, 0, runtime, space, view, seed, batch_size)
-        b = _embed_view(model, pixels_b, len(pixels_a), runtime, space, view, seed, batch_size)
-        total += cosine_energy(a, b)
-    return total / views
+
+    def embedded(pixels: np.ndarray, first_id: int, encoder: nn.Module, view: int):
+        if views == 0:
+            return _embed(model, pixels, runtime, encoder, batch_size)
+        return _embed_view(model, pixels, first_id, runtime, encoder, view, seed, batch_size)
+
+    passes = []
+    for view in range(max(views, 1)):
+        if model.latent is None:
+            encoder = model.encoder(space)
+            a, b = (
+                embedded(pixels_a, 0, encoder, view),
+                embedded(pixels_b, len(pixels_a), encoder, view),
+            )
+            passes.append({"energy": cosine_energy(a, b)})
+        else:
+            context = embedded(pixels_a, 0, model.encoder("projector"), view)
+            target = embedded(pixels_b, len(pixels_a), _TargetEncoder(model.latent), view)
+            passes.append(latent_energies(model, context, target))
+    return {name: torch.stack([p[name] for p in passes]).mean(dim=0) for name in passes[0]}
+
+
+def latent_energies(
+    model: TrainedModel, context: torch.Tensor, target: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """F and its parts for every (context row, target row) pair, z inferred per pair."""
+    latent = model.latent
+    rows, columns = len(context), len(target)
+    pairs = torch.cartesian_prod(torch.arange(rows), torch.arange(columns))
+    parts: dict[str, list[torch.Tensor]] = {"energy": [], "energy_at_zero": [], "z_norm": []}
+    for chunk in pairs.split(PAIR_CHUNK):
+        # clone: embeddings made under inference_mode cannot enter the autograd graph on z
+        inferred = latent.infer(context[chunk[:, 0]].clone(), target[chunk[:, 1]].clone())
+        parts["energy"].append(inferred.free_energy)
+        parts["energy_at_zero"].append(inferred.energy_at_zero)
+        parts["z_norm"].append(inferred.z.norm(dim=1))
+    result = {name: torch.cat(values).reshape(rows, columns) for name, values in parts.items()}
+    result["z_gap"] = result["energy_at_zero"] - result["energy"]
+    return result
+
+
+class _TargetEncoder(nn.Module):
+    """Images to the latent model's targets: LayerNorm(EMA expander(EMA backbone(y)))."""
+
+    def __init__(self, latent: nn.Module) -> None:
+        super().__init__()
+        self.latent = latent
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.latent.target(images)
+
+
+def _embed(
+    model: TrainedModel,
+    pixels: np.ndarray,
+    runtime: Runtime,
+    encoder: nn.Module,
+    batch_size: int,
+) -> torch.Tensor:
+    from sslcli.eval.features import extract_features
+
+    encoder = encoder.to(runtime.device, memory_format=torch.channels_last)
+    return extract_features(encoder, pixels, runtime, batch_size, model.mean, model.std)
 
 
 @torch.inference_mode()
@@ -55,7 +115,7 @@ def _embed_view(
     pixels: np.ndarray,
     first_id: int,
     runtime: Runtime,
-    space: str,
+    encoder: nn.Module,
     view: int,
     seed: int,
     batch_size: int,
@@ -71,7 +131,7 @@ def _embed_view(
     changes = {"size": model.size, **settings.get("view_changes", {})}
     preset = customise(PRESETS.create(settings.get("preset", "simclr")), changes, {})
     recipe = preset.recipe(view)
-    encoder = model.encoder(space).to(runtime.device)
+    encoder = encoder.eval().to(runtime.device)
     parts = []
     for start in range(0, len(pixels), batch_size):
         images = pixels_to_batch(

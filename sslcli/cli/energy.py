@@ -33,6 +33,10 @@ MEANING = (
     "1 - cosine similarity of the two embeddings: 0 = same direction (compatible), "
     "1 = unrelated (orthogonal), 2 = opposite"
 )
+LATENT_MEANING = (
+    "F = min over z of E(x, y, z) + lambda R(z), the predictor's error on y from x and the best "
+    "latent z: low = compatible; z-gap = E(z=0) - F, how much z helped"
+)
 SHOWN_CELLS = 100
 """Matrices up to this many cells are printed as a table; larger ones are summarised."""
 
@@ -68,24 +72,32 @@ def energy(
     as_json: AsJson = False,
 ) -> None:
     """Energy F(x, y) of image pairs (low = compatible); folders give every pair."""
-    from sslcli.energy import energy_matrix
+    from sslcli.energy import energy_matrices
     from sslcli.engine.runtime import make_runtime
 
     if gpus is not None and gpus > 1:
         raise usage_error("energy runs on one device", "use --gpus 1 (or 0 for the CPU)")
     plan = plan_devices(gpus, 1)
     trained = load_model_saying_which(model, size, as_json)
-    chosen_space = space or trained.default_space()
-    trained.encoder(chosen_space)  # a clear error before decoding
+    if trained.latent is not None and space is not None:
+        raise usage_error(
+            "--space applies to joint-embedding models; a latent model's F compares x's "
+            "context with y's target",
+            "drop --space",
+        )
+    chosen_space = "latent" if trained.latent is not None else space or trained.default_space()
+    if trained.latent is None:
+        trained.encoder(chosen_space)  # a clear error before decoding
     both_files = x.is_file() and y.is_file()
     first = decode([x], trained.size, cache_dir, strict or both_files, as_json)
     second = decode([y], trained.size, cache_dir, strict or both_files, as_json)
     if not as_json:
         _note_resizing(first.paths + second.paths, trained.size)
     runtime = make_runtime(plan.device_type, precision, seed)
-    energies = energy_matrix(
+    matrices = energy_matrices(
         trained, first.pixels, second.pixels, runtime, chosen_space, views, seed, batch_size
-    ).numpy()
+    )
+    energies = matrices["energy"].numpy()
     if matrix is not None:
         _write_csv(matrix, first.names, second.names, energies)
     if heatmap is not None:
@@ -96,14 +108,19 @@ def energy(
         "model": trained.description,
         "space": chosen_space,
         "views": views,
-        "meaning": MEANING,
+        "meaning": MEANING if trained.latent is None else LATENT_MEANING,
         "x": first.names,
         "y": second.names,
     }
     if both_files:
-        result["energy"] = float(energies[0, 0])
+        result |= {name: float(matrix[0, 0]) for name, matrix in matrices.items()}
     elif energies.size <= SHOWN_CELLS or as_json:
         result["energies"] = energies.tolist()
+        result |= {
+            f"{name}_matrix": matrix.tolist()
+            for name, matrix in matrices.items()
+            if name != "energy"
+        }
     result |= {"matrix": str(matrix)} if matrix else {}
     result |= {"heatmap": str(heatmap)} if heatmap else {}
     if as_json:
@@ -143,6 +160,11 @@ def _write_csv(path: Path, rows: list[str], columns: list[str], energies: np.nda
 def _print(result: dict, energies: np.ndarray) -> None:
     if "energy" in result:
         stderr.print(f"F({result['x'][0]}, {result['y'][0]}) = [bold]{result['energy']:.4f}[/]")
+        if "z_gap" in result:
+            stderr.print(
+                f"E(z=0) = {result['energy_at_zero']:.4f}, z-gap = {result['z_gap']:.4f}, "
+                f"||z*|| = {result['z_norm']:.4f}"
+            )
     elif "energies" in result:
         table = Table(title=f"energy ({result['space']})", title_justify="left")
         table.add_column("x \\ y")
@@ -156,7 +178,9 @@ def _print(result: dict, energies: np.ndarray) -> None:
             f"{energies.shape[0]} x {energies.shape[1]} energies: min {energies.min():.4f}, "
             f"mean {energies.mean():.4f}, max {energies.max():.4f}"
         )
-    stderr.print(f"[dim]{MEANING}; {result['model']}, {result['space']} space[/]", soft_wrap=True)
+    stderr.print(
+        f"[dim]{result['meaning']}; {result['model']}, {result['space']}[/]", soft_wrap=True
+    )
     for key in ("matrix", "heatmap"):
         if key in result:
             stderr.print(f"{key}: {result[key]}")

@@ -18,13 +18,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from sslcli.errors import usage_error
 from sslcli.hub import looks_like_hub_id
+
+if TYPE_CHECKING:
+    from sslcli.methods.latent import LatentPredictive
 
 SPACES = ("projector", "backbone")
 """Where embeddings are read: after the projection head, or the backbone's features."""
@@ -43,6 +46,8 @@ class TrainedModel:
     method: str | None = None
     view_settings: dict[str, Any] = field(default_factory=dict)
     """The training run's ``preset`` and ``view_changes``, for augmented views at test time."""
+    latent: LatentPredictive | None = None
+    """The whole latent-variable model (predictor, targets) of a ``train-latent`` run."""
 
     def encoder(self, space: str) -> nn.Module:
         """The module mapping normalised images to embeddings in ``space``, in eval mode."""
@@ -164,6 +169,8 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     method = METHODS.create(config["method"])(backbone, **config.get("method_options", {}))
     _load_weights(method, checkpoint.weights, checkpoint.path)
     model.projector = getattr(method, "projector", None)
+    if config["method"] == "latent":
+        model.latent = method.eval()
     return model
 
 
