@@ -37,7 +37,13 @@ def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
 
 
 def _train(digits: Path, tmp_path: Path, out: str, *extra: str) -> object:
-    return runner.invoke(app, ["train-siamese", str(digits), *_options(tmp_path, out, *extra)])
+    """train-siamese, or train-latent when ``extra`` holds ``--method latent``."""
+    command = "train-siamese"
+    pairs = list(zip(extra, extra[1:], strict=False))
+    if ("--method", "latent") in pairs:
+        at = pairs.index(("--method", "latent"))
+        command, extra = "train-latent", extra[:at] + extra[at + 2 :]
+    return runner.invoke(app, [command, str(digits), *_options(tmp_path, out, *extra)])
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -83,6 +89,7 @@ SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
         (("--method", "moco", *SMALL_HEADS), 2e-6),
         # Barlow's large gradients: 1 process with 1 vs 2 threads already differs by 3e-5
         (("--method", "barlow", *SMALL_HEADS), 1e-4),
+        (("--method", "latent", *SMALL_HEADS, "--z-lr", "20"), 2e-6),
     ],
 )
 def test_two_processes_equal_one_process_with_the_same_global_batch(

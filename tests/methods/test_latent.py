@@ -1,0 +1,92 @@
+"""The latent-variable predictive method: z inference, the free energy, the loss, training."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sslcli.methods.latent import Z_BOUND, LatentPredictive
+from sslcli.models.backbones import BACKBONES
+from tests.methods.training import losses_over_steps
+
+
+def _method(**options: object) -> LatentPredictive:
+    torch.manual_seed(0)
+    options = {"hidden_dim": 32, "projection_dim": 16, "latent_dim": 4, **options}
+    return LatentPredictive(BACKBONES.create("tiny-cnn"), **options)
+
+
+def _pairs(count: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    context = torch.randn(count, 16, generator=generator)
+    target = F.layer_norm(torch.randn(count, 16, generator=generator), (16,))
+    return context, target
+
+
+@pytest.mark.parametrize("z_reg", ["l2", "l1"])
+def test_inferring_z_lowers_the_energy_and_f_never_exceeds_the_energy_at_zero(z_reg: str) -> None:
+    method = _method(z_reg=z_reg, z_steps=20, z_lr=5.0, z_weight=0.01)
+    context, target = _pairs()
+    inferred = method.infer(context, target)
+    at_zero = method.energy(context, target, torch.zeros(64, 4))
+    torch.testing.assert_close(inferred.energy_at_zero, at_zero)
+    assert (inferred.free_energy <= inferred.energy_at_zero).all()
+    regularised = 0.01 * method.regulariser(inferred.z)
+    torch.testing.assert_close(
+        inferred.free_energy, method.energy(context, target, inferred.z) + regularised
+    )
+    assert inferred.free_energy.mean() < 0.97 * at_zero.mean()  # z explains part of the error
+    assert (inferred.z.abs() <= Z_BOUND).all() and inferred.z.norm(dim=1).mean() > 0
+
+
+def test_f_never_exceeds_the_energy_at_zero_even_with_a_step_size_far_too_large() -> None:
+    method = _method(z_steps=5, z_lr=1e4)
+    context, target = _pairs()
+    inferred = method.infer(context, target)
+    assert (inferred.free_energy <= inferred.energy_at_zero).all()
+
+
+def test_a_heavy_regulariser_keeps_z_at_zero() -> None:
+    method = _method(z_steps=10, z_lr=1.0, z_reg="l1", z_weight=100.0)
+    inferred = method.infer(*_pairs())
+    assert torch.equal(inferred.z, torch.zeros_like(inferred.z))
+
+
+def test_the_loss_matches_a_direct_computation() -> None:
+    method = _method(z_dropout=0.25)
+    views = [torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)]
+    output = method(views)
+    with torch.no_grad():
+        both = torch.cat(views)  # BatchNorm statistics over both views, as in training
+        s1, s2 = method.context(both).chunk(2)
+        t1, t2 = F.layer_norm(method.target_projector(method.target_backbone(both)), (16,)).chunk(2)
+        context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
+        z = method.infer(context, target).z
+        error_z = ((method.predictor(context, z) - target) ** 2).mean(dim=1)
+        error_0 = ((method.predictor(context, torch.zeros_like(z)) - target) ** 2).mean(dim=1)
+        prediction = (0.75 * error_z + 0.25 * error_0).mean()
+
+        def variance(x: torch.Tensor) -> torch.Tensor:
+            return F.relu(1 - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
+
+        def covariance(x: torch.Tensor) -> torch.Tensor:
+            c = torch.cov(x.T)
+            return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1]
+
+        expected = (
+            25 * prediction
+            + 25 * (variance(s1) + variance(s2)) / 2
+            + covariance(s1)
+            + covariance(s2)
+        )
+    torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
+    assert set(output.metrics) == {"energy", "z_gap", "z_norm"}
+    assert output.metrics["z_gap"] >= 0
+
+
+def test_a_short_training_lowers_the_loss_without_collapsing() -> None:
+    method = _method()
+    losses = losses_over_steps(method, lr=0.05, steps=20)
+    assert sum(losses[-3:]) / 3 < 0.8 * losses[0]
+    with torch.no_grad():
+        embeddings = method.context(torch.rand(32, 3, 16, 16))
+    assert embeddings.std(dim=0).mean() > 0.1
