@@ -47,7 +47,7 @@ def energy_matrices(
 
     def embedded(pixels: np.ndarray, first_id: int, encoder: nn.Module, view: int):
         if views == 0:
-            return _embed(model, pixels, runtime, encoder, batch_size)
+            return embed_with(model, pixels, runtime, encoder, batch_size)
         return _embed_view(model, pixels, first_id, runtime, encoder, view, seed, batch_size)
 
     passes = []
@@ -61,7 +61,7 @@ def energy_matrices(
             passes.append({"energy": cosine_energy(a, b)})
         else:
             context = embedded(pixels_a, 0, model.encoder("projector"), view)
-            target = embedded(pixels_b, len(pixels_a), _TargetEncoder(model.latent), view)
+            target = embedded(pixels_b, len(pixels_a), TargetEncoder(model.latent), view)
             passes.append(latent_energies(model, context, target))
     return {name: torch.stack([p[name] for p in passes]).mean(dim=0) for name in passes[0]}
 
@@ -85,7 +85,7 @@ def latent_energies(
     return result
 
 
-class _TargetEncoder(nn.Module):
+class TargetEncoder(nn.Module):
     """Images to the latent model's targets: LayerNorm(EMA expander(EMA backbone(y)))."""
 
     def __init__(self, latent: nn.Module) -> None:
@@ -96,13 +96,14 @@ class _TargetEncoder(nn.Module):
         return self.latent.target(images)
 
 
-def _embed(
+def embed_with(
     model: TrainedModel,
     pixels: np.ndarray,
     runtime: Runtime,
     encoder: nn.Module,
     batch_size: int,
 ) -> torch.Tensor:
+    """Features of decoded images through any of the model's encoders (no views)."""
     from sslcli.eval.features import extract_features
 
     encoder = encoder.to(runtime.device, memory_format=torch.channels_last)

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from sslcli import __version__
-from sslcli.cli import augment, embed, energy, models, pending, train_latent, train_siamese
+from sslcli.cli import augment, embed, energy, models, pending, sweep, train_latent, train_siamese
 from sslcli.cli import eval as evaluate
 from sslcli.cli.console import print_error, stderr
 from sslcli.errors import SSLError
@@ -82,6 +82,7 @@ train_latent.register(app)
 embed.register(app)
 energy.register(app)
 evaluate.register(app)
+sweep.register(app)
 pending.register(app)
 
 
