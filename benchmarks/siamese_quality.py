@@ -6,11 +6,15 @@ Setup (this script's own step): OpenCV's digits.png comes from the Debian packag
 only for the evaluation: kNN (cosine, k=200, T=0.1 weighted votes) of test features against
 train features, as lightly's benchmarks.
 
-Rows: raw pixels, a random-init encoder, and ours after `sslcli train-siamese` on the train
-images with the given settings (pass the training options after --).
+Rows: raw pixels, a random-init encoder, and ours after `sslcli train-siamese` (or
+`--command train-latent`) on the train images with the given settings (pass the training
+options after --). For a latent model, also: how well its energy F separates positive pairs
+(two augmented views of one held-out image) from negative pairs (views of two different
+held-out images), as ROC-AUC over the first 20 test images of each class, and the mean z-gap.
 
 Run: python benchmarks/siamese_quality.py --work /tmp/digits-bench -- --backbone tiny-cnn
      --epochs 30 --batch-size 256 --crop-scale 0.4,1 --flip-prob 0
+     python benchmarks/siamese_quality.py --command train-latent -- --backbone tiny-cnn ...
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
+    parser.add_argument("--command", default="train-siamese", choices=COMMANDS)
     parser.add_argument("train_options", nargs="*", help="options for sslcli train-siamese")
     args = parser.parse_args()
     digits = Digits.prepared_in(args.work)
@@ -123,7 +128,7 @@ def main() -> None:
     print(f"random-init {backbone_name:<14} kNN {random:.3f}")
 
     run = args.work / f"run-{int(time.time())}"
-    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits.train_dir)]
+    command = [sys.executable, "-m", "sslcli", args.command, str(digits.train_dir)]
     command += ["--size", str(SIZE), "--gpus", "0", "--out", str(run)]
     command += ["--cache-dir", str(args.work / "cache"), "--json", *options]
     started = time.perf_counter()
@@ -134,9 +139,38 @@ def main() -> None:
     trained.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
     ours = digits.knn(trained)
     print(
-        f"sslcli SimCLR {encoder['backbone']:<13} kNN {ours:.3f}  "
+        f"sslcli {encoder['method']:<6} {encoder['backbone']:<13} kNN {ours:.3f}  "
         f"({result['step']} steps, {minutes:.1f} min, options: {' '.join(options)})"
     )
+    if args.command == "train-latent":
+        auc, gap = energy_separation(run, digits)
+        print(f"energy F, positive vs negative pairs: ROC-AUC {auc:.3f}; mean z-gap {gap:.4f}")
+
+
+COMMANDS = ("train-siamese", "train-latent")
+PER_CLASS = 20
+
+
+def energy_separation(run: Path, digits: Digits) -> tuple[float, float]:
+    """ROC-AUC of -F for positive (diagonal) vs negative pairs, one augmented view each."""
+    from sslcli.energy import energy_matrices
+    from sslcli.models.trained import load_model
+
+    chosen = torch.cat(
+        [(digits.test_labels == c).nonzero()[:PER_CLASS, 0] for c in range(10)]
+    ).numpy()
+    pixels = digits.test_pixels[chosen]
+    model = load_model(str(run))
+    runtime = make_runtime("cpu", "fp32", 0)
+    matrices = energy_matrices(model, pixels, pixels, runtime, "latent", views=1, seed=0)
+    energy = matrices["energy"]
+    positive = energy.diagonal()
+    negative = energy[~torch.eye(len(energy), dtype=torch.bool)]
+    # Mann-Whitney: the chance that a negative pair's energy exceeds a positive pair's
+    above = (negative[None, :] > positive[:, None]).double()
+    ties = (negative[None, :] == positive[:, None]).double()
+    auc = (above + ties / 2).mean().item()
+    return auc, matrices["z_gap"].mean().item()
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def train_latent(
     ] = None,
     z_lr: Annotated[
         float | None,
-        typer.Option(help="Step size of those steps [default: 0.5].", show_default=False),
+        typer.Option(help="Step size of those steps [default: 10].", show_default=False),
     ] = None,
     z_reg: Annotated[
         str | None,
@@ -91,7 +91,7 @@ def train_latent(
     z_weight: Annotated[
         float | None,
         typer.Option(
-            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.1].",
+            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.01].",
             show_default=False,
         ),
     ] = None,
