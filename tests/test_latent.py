@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
@@ -68,14 +69,42 @@ def test_bad_latent_options_are_clear_errors(digits: Path, tmp_path: Path) -> No
     assert siamese.exit_code == 2 and "sslcli train-latent" in siamese.stderr
 
 
-def test_energy_of_a_latent_run_reports_f_and_its_parts(digits: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["train-latent", str(digits), *_options(tmp_path, "run")])
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("latent")
+    digits = copy_digits(work / "digits")
+    result = runner.invoke(app, ["train-latent", str(digits), *_options(work, "run")])
     assert result.exit_code == 0, result.output
+    return work / "run"
+
+
+def test_energy_of_a_latent_run_reports_f_and_its_parts(
+    latent_run: Path, digits: Path, tmp_path: Path
+) -> None:
     zero, seven = digits / "0" / "0_000.png", digits / "7" / "7_000.png"
-    args = ["energy", str(zero), str(seven), "-m", str(tmp_path / "run"), "--gpus", "0", "--json"]
+    args = ["energy", str(zero), str(seven), "-m", str(latent_run), "--gpus", "0", "--json"]
     report = json.loads(runner.invoke(app, [*args, "--cache-dir", str(tmp_path / "c")]).stdout)
     assert report["space"] == "latent" and "min over z" in report["meaning"]
     assert report["energy"] <= report["energy_at_zero"] + 1e-7
     assert report["z_gap"] == pytest.approx(report["energy_at_zero"] - report["energy"])
     refused = runner.invoke(app, [*args, "--space", "backbone"])
     assert refused.exit_code == 2 and "--space applies to joint-embedding" in refused.stderr
+
+
+def test_sweep_shows_one_row_per_latent_value(
+    latent_run: Path, digits: Path, tmp_path: Path, trained_run: Path
+) -> None:
+    image, sheet = digits / "1" / "1_000.png", tmp_path / "sheet.png"
+    args = [str(image), "--gallery", str(digits), "-m", str(latent_run), "--gpus", "0"]
+    args += ["--samples", "4", "--top", "3", "--grid", str(sheet), "--radius", "2", "--json"]
+    result = runner.invoke(app, ["sweep", *args, "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["radius"] == 2 and len(report["rows"]) == 4
+    assert [round(row["z_norm"], 4) for row in report["rows"]] == [0, 2, 2, 2]
+    for row in report["rows"]:
+        assert len(row["matches"]) == 3 and row["energies"] == sorted(row["energies"])
+    assert Image.open(sheet).size == (4 * 100, 4 * 100)
+    joint = ["sweep", str(image), "--gallery", str(digits), "-m", str(trained_run), "--gpus", "0"]
+    refused = runner.invoke(app, joint)
+    assert refused.exit_code == 2 and "no latent variable" in refused.stderr

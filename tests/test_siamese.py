@@ -1,5 +1,6 @@
 """train-siamese end to end on real digits: distributed equivalence, resume, faults, outputs."""
 
+import itertools
 import json
 import os
 import signal
@@ -39,7 +40,7 @@ def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
 def _train(digits: Path, tmp_path: Path, out: str, *extra: str) -> object:
     """train-siamese, or train-latent when ``extra`` holds ``--method latent``."""
     command = "train-siamese"
-    pairs = list(zip(extra, extra[1:], strict=False))
+    pairs = list(itertools.pairwise(extra))
     if ("--method", "latent") in pairs:
         at = pairs.index(("--method", "latent"))
         command, extra = "train-latent", extra[:at] + extra[at + 2 :]
