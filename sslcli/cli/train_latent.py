@@ -32,7 +32,7 @@ from sslcli.cli.training import (
     Strict,
     WarmupEpochs,
     WeightDecay,
-    start_run,
+    run_command,
 )
 from sslcli.cli.view_options import (
     BlurProb,
@@ -43,7 +43,6 @@ from sslcli.cli.view_options import (
     Jitter,
     JitterProb,
     SolarizeProb,
-    view_changes,
 )
 
 
@@ -131,44 +130,7 @@ def train_latent(
         "z_weight": z_weight,
         "z_dropout": z_dropout,
     }
-    start_run(
-        "train-latent",
-        resume,
-        out,
-        as_json,
-        gpus=gpus,
-        cpu_procs=cpu_procs,
-        data=str(data),
-        method="latent",
-        backbone=backbone,
-        size=size,
-        small_images=small_images,
-        preset=preset,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr_per_256=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        method_options={name: v for name, v in latent_options.items() if v is not None},
-        view_changes=view_changes(
-            crop_scale,
-            crop_ratio,
-            jitter,
-            jitter_prob,
-            flip_prob,
-            grayscale_prob,
-            blur_prob,
-            solarize_prob,
-        ),
-        seed=seed,
-        precision=precision,
-        knn_every=knn_every,
-        cache_dir=cache_dir,
-        strict=strict,
-        checkpoint_every=checkpoint_every,
-        stop_on_collapse=stop_on_collapse,
-    )
+    run_command("train-latent", locals(), "latent", latent_options)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ from sslcli.cli.training import (
     Strict,
     WarmupEpochs,
     WeightDecay,
-    start_run,
+    run_command,
 )
 from sslcli.cli.view_options import (
     BlurProb,
@@ -43,7 +43,6 @@ from sslcli.cli.view_options import (
     Jitter,
     JitterProb,
     SolarizeProb,
-    view_changes,
 )
 from sslcli.errors import usage_error
 
@@ -93,51 +92,15 @@ def train_siamese(
         raise usage_error(
             "the latent-variable method trains with its own command", f"sslcli train-latent {data}"
         )
-    start_run(
+    run_command(
         "train-siamese",
-        resume,
-        out,
-        as_json,
-        gpus=gpus,
-        cpu_procs=cpu_procs,
-        data=str(data),
-        method=method,
-        backbone=backbone,
-        size=size,
-        small_images=small_images,
-        preset=preset,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr_per_256=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        method_options={
-            name: value
-            for name, value in (
-                ("temperature", temperature),
-                ("hidden_dim", projector_hidden_dim),
-                ("projection_dim", projector_dim),
-            )
-            if value is not None
+        locals(),
+        method,
+        {
+            "temperature": temperature,
+            "hidden_dim": projector_hidden_dim,
+            "projection_dim": projector_dim,
         },
-        view_changes=view_changes(
-            crop_scale,
-            crop_ratio,
-            jitter,
-            jitter_prob,
-            flip_prob,
-            grayscale_prob,
-            blur_prob,
-            solarize_prob,
-        ),
-        seed=seed,
-        precision=precision,
-        knn_every=knn_every,
-        cache_dir=cache_dir,
-        strict=strict,
-        checkpoint_every=checkpoint_every,
-        stop_on_collapse=stop_on_collapse,
     )
 
 

@@ -1,6 +1,7 @@
 """What the training commands (``train-siamese``, ``train-latent``) share: their common
-options, and the run itself: settings resolved, run folder prepared, processes launched,
-result reported."""
+options (``--precision``, ``--cache-dir`` and ``--strict`` as the model commands have them),
+and the run itself: settings resolved, run folder prepared, processes launched, result
+reported."""
 
 from __future__ import annotations
 
@@ -94,10 +95,6 @@ Gpus = Annotated[
 
 CpuProcs = Annotated[int, typer.Option(help="CPU processes (gloo) with --gpus 0.")]
 
-Precision = Annotated[
-    str,
-    typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 on capable GPUs, fp32 on CPU)."),
-]
 
 Seed = Annotated[int, typer.Option(help="Seed for initialisation, data order and views.")]
 
@@ -119,23 +116,51 @@ CheckpointEvery = Annotated[
     int, typer.Option(help="Steps between checkpoints [default: 0 = every epoch].")
 ]
 
-CacheDir = Annotated[
-    Path | None,
-    typer.Option(
-        help="Where decoded images are cached [default: ~/.cache/sslcli/images].",
-        show_default=False,
-    ),
-]
 
 StopOnCollapse = Annotated[
     bool, typer.Option(help="Stop (with a checkpoint) when the embeddings collapse.")
 ]
 
-Strict = Annotated[
-    bool, typer.Option(help="Fail on the first unreadable image instead of skipping it.")
-]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Write the run's result to stdout.")]
+
+
+VIEW_OPTIONS = (
+    "crop_scale",
+    "crop_ratio",
+    "jitter",
+    "jitter_prob",
+    "flip_prob",
+    "grayscale_prob",
+    "blur_prob",
+    "solarize_prob",
+)
+PASSED_ON = (
+    "backbone", "size", "small_images", "preset", "epochs", "batch_size", "optimizer",
+    "weight_decay", "warmup_epochs", "seed", "precision", "knn_every", "strict",
+    "checkpoint_every", "stop_on_collapse", "gpus", "cpu_procs", "cache_dir",
+)  # fmt: skip
+
+
+def run_command(
+    command: str, arguments: dict[str, Any], method: str, method_options: dict[str, Any]
+) -> None:
+    """Train from a training command's arguments (its parameters by name); the method's own
+    options that are None (not given) take the method's defaults."""
+    from sslcli.cli.view_options import view_changes
+
+    start_run(
+        command,
+        arguments["resume"],
+        arguments["out"],
+        arguments["as_json"],
+        data=str(arguments["data"]),
+        method=method,
+        lr_per_256=arguments["lr"],
+        method_options={name: v for name, v in method_options.items() if v is not None},
+        view_changes=view_changes(*(arguments[name] for name in VIEW_OPTIONS)),
+        **{name: arguments[name] for name in PASSED_ON},
+    )
 
 
 def start_run(
