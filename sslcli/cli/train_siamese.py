@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
+from sslcli.cli.model_options import CacheDir, Precision, Strict
 from sslcli.cli.training import (
     AsJson,
     Backbone,
     BatchSize,
-    CacheDir,
     CheckpointEvery,
     CpuProcs,
     Data,
@@ -20,7 +20,6 @@ from sslcli.cli.training import (
     Lr,
     Optimizer,
     Out,
-    Precision,
     PresetName,
     ProjectorDim,
     ProjectorHiddenDim,
@@ -29,7 +28,6 @@ from sslcli.cli.training import (
     Size,
     SmallImages,
     StopOnCollapse,
-    Strict,
     WarmupEpochs,
     WeightDecay,
     run_command,
