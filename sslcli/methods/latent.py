@@ -19,6 +19,7 @@ with LayerNorm) guesses t from s_x and a small latent z.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,10 @@ from sslcli.models.heads import mlp
 
 Z_BOUND = 3.0
 Z_REGULARISERS = ("l2", "l1")
+
+
+def _squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (prediction.float() - target).pow(2).mean(dim=1)
 
 
 class LatentPredictor(nn.Module):
@@ -51,7 +56,20 @@ class LatentPredictor(nn.Module):
         )
 
     def forward(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([context, z.to(context.dtype)], dim=1))
+        return self.given(context)(z)
+
+    def given(self, context: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g(context, .) as a function of z alone; the first layer's share of the context is
+        computed once, for the many z that inference tries."""
+        first = self.net[0]
+        width = context.shape[1]
+        from_context = F.linear(context, first.weight[:, :width], first.bias)
+
+        def predict(z: torch.Tensor) -> torch.Tensor:
+            hidden = from_context + F.linear(z.to(from_context.dtype), first.weight[:, width:])
+            return self.net[1:](hidden)
+
+        return predict
 
 
 @dataclass
@@ -106,20 +124,20 @@ class LatentPredictive(MomentumTargetMethod):
 
     def energy(self, context: torch.Tensor, target: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """E per sample: the mean squared error of the prediction, in fp32."""
-        return (self.predictor(context, z).float() - target).pow(2).mean(dim=1)
+        return _squared_error(self.predictor(context, z), target)
 
     def regulariser(self, z: torch.Tensor) -> torch.Tensor:
         return 0.5 * z.pow(2).sum(dim=1) if self.z_reg == "l2" else z.abs().sum(dim=1)
 
     def infer(self, context: torch.Tensor, target: torch.Tensor) -> Inference:
         """min over z of E + z_weight R(z), per sample, by proximal gradient steps on z."""
-        context = context.detach()
         z = torch.zeros(len(context), self.latent_dim, device=context.device)
         best_z, best = torch.zeros_like(z), None
         with torch.enable_grad():
+            predict = self.predictor.given(context.detach())
             for step in range(self.z_steps + 1):
                 z.requires_grad_(True)
-                energy = self.energy(context, target, z)
+                energy = _squared_error(predict(z), target)
                 total = energy.detach() + self.z_weight * self.regulariser(z.detach())
                 if best is None:
                     at_zero, best = energy.detach(), total
