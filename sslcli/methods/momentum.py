@@ -25,11 +25,14 @@ def cosine_momentum(base: float, progress: float) -> float:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target = momentum * target + (1 - momentum) * online, parameters and buffers."""
+    """target = momentum * target + (1 - momentum) * online, for the parameters.
+
+    Buffers (BatchNorm running statistics) are left to the target's own forward passes:
+    they must describe the target's activations, which copies of the online network's do
+    not (a target run in eval mode, as ``energy`` runs it, would be normalised wrongly).
+    """
     for target_param, online_param in zip(target.parameters(), online.parameters(), strict=True):
         target_param.lerp_(online_param, 1 - momentum)
-    for target_buffer, online_buffer in zip(target.buffers(), online.buffers(), strict=True):
-        target_buffer.copy_(online_buffer)
 
 
 class MomentumTargetMethod(SSLMethod):

@@ -26,6 +26,16 @@ def test_ema_update_moves_the_target_towards_the_online_network() -> None:
     assert not target.weight.requires_grad
 
 
+def test_ema_update_leaves_the_targets_batchnorm_statistics_its_own() -> None:
+    online = torch.nn.BatchNorm1d(3)
+    target = frozen_copy(online)
+    online(torch.randn(8, 3) + 5)  # the online network's statistics move
+    target(torch.randn(8, 3) - 5)  # and the target's own forward moves its own
+    expected = target.running_mean.clone()
+    ema_update(target, online, 0.9)
+    torch.testing.assert_close(target.running_mean, expected)
+
+
 def test_byol_loss_is_two_minus_twice_the_cosine() -> None:
     p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     t = torch.tensor([[0.0, 3.0], [2.0, 2.0]])
