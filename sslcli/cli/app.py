@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from sslcli import __version__
-from sslcli.cli import augment, models, pending, train_siamese
+from sslcli.cli import augment, mask_predict, models, pending, train_mlm, train_siamese
 from sslcli.cli.console import print_error, stderr
 from sslcli.errors import SSLError
 
@@ -77,6 +77,8 @@ def root(
 models.register(app)
 augment.register(app)
 train_siamese.register(app)
+mask_predict.register(app)
+train_mlm.register(app)
 pending.register(app)
 
 

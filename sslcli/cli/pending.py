@@ -10,8 +10,6 @@ from sslcli import __version__
 from sslcli.errors import usage_error
 
 PENDING = {
-    "mask-predict": "Fill [MASK] in a text with a masked-language model (BERT-style).",
-    "train-mlm": "Train a masked-language model on your own text.",
     "train-latent": "Train a latent-variable predictive model (no contrastive samples).",
     "energy": "Energy F(x, y) of image pairs under a trained model (low = compatible).",
     "embed": "Write the embeddings of a folder of images, with nearest neighbours.",

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,9 +166,14 @@ def prepare_run(out: Path | None, resume: Path | None) -> tuple[Path, Path | Non
 
 
 def train_mlm(
-    config: MLMConfig, run_dir: Path, checkpoint: Path | None = None, show_progress: bool = True
+    config: MLMConfig,
+    run_dir: Path,
+    checkpoint: Path | None = None,
+    show_progress: bool = True,
+    announce: Callable[[str], None] | None = None,
 ) -> MLMResult:
-    """Train, checkpoint, export; Ctrl-C/SIGTERM stop after the step with a checkpoint."""
+    """Train, checkpoint, export; Ctrl-C/SIGTERM stop after the step with a checkpoint.
+    ``announce`` receives one sentence on where training starts, before the first step."""
     config.validate()
     files = corpus_files(Path(config.corpus))
     config = _with_digest(config, corpus_digest(files))
@@ -184,6 +190,8 @@ def train_mlm(
     run = _Run(config, run_dir, start.model, masking_vocabulary(start.tokenizer), blocks)
     if checkpoint is not None:
         run.resume(checkpoint)
+    if announce is not None:
+        announce(start.description)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / SETTINGS_FILE, json.dumps(config.as_dict(), indent=2))
     result = run.fit(start.description, show_progress)
