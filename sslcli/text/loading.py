@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sslcli.errors import SSLError, runtime_error, usage_error
@@ -71,6 +72,12 @@ def load_masked_lm(
     from transformers import AutoModelForMaskedLM
 
     source = resolve_text_model(name)
+    if source.kind == "folder" and not (Path(source.location) / "config.json").is_file():
+        raise usage_error(
+            f"{source.location} does not hold a model: it has no config.json",
+            "a model folder holds config.json, the weights and the tokenizer (save_pretrained "
+            "writes them)",
+        )
     tokenizer = load_tokenizer(name)
     if tokenizer.mask_token_id is None:
         raise usage_error(f"{name} has no mask token", "choose a masked-language model")
@@ -115,7 +122,7 @@ def _explain(name: str, source: TextModelSource, error: OSError) -> SSLError:
         )
     if source.kind == "folder":
         return usage_error(
-            f"{source.location} does not hold a complete model: {_first_line(error)}",
+            f"{source.location} does not hold a complete model ({_first_line(error)})",
             "a model folder holds config.json, the weights and the tokenizer files",
         )
     from huggingface_hub.errors import LocalEntryNotFoundError
