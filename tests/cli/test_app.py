@@ -10,7 +10,7 @@ from sslcli.cli.app import app
 from sslcli.cli.pending import PENDING
 
 runner = CliRunner()
-COMMANDS = ["models", *PENDING]
+COMMANDS = ["models", "mask-predict", "train-mlm", *PENDING]
 
 
 def test_help_lists_every_command_with_a_description() -> None:
@@ -46,7 +46,9 @@ def test_models_lists_the_registries_as_json() -> None:
     assert result.exit_code == 0
     listing = json.loads(result.stdout)
     assert {entry["name"] for entry in listing["backbones"]} >= {"resnet18", "resnet50", "tiny-cnn"}
-    assert {"bert", "roberta", "distilbert"} <= {entry["name"] for entry in listing["text_models"]}
+    text_models = [entry["name"] for entry in listing["text_models"]]
+    assert text_models[0] == "sslcli-minilm-mlm"
+    assert {"bert", "roberta", "distilbert"} <= set(text_models)
     methods = [entry["name"] for entry in listing["ssl_methods"]]
     assert methods == ["simclr", "barlow", "byol", "moco", "simsiam", "vicreg"]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}
