@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sslcli.text.models import DEFAULT_TEXT_MODEL, resolve_text_model
+
 REPO = Path(__file__).resolve().parent.parent
 SENTENCE = "This is [MASK] cat."
 BASELINE_SCRIPT = """
@@ -101,14 +103,16 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--model", default=DEFAULT_TEXT_MODEL, help="a name or a model folder")
     args = parser.parse_args()
-    from sslcli.text.models import DEFAULT_TEXT_MODEL, resolve_text_model
-
-    folder = resolve_text_model(DEFAULT_TEXT_MODEL).location
+    folder = resolve_text_model(args.model).location
     times = wall_times(
         {
             "pipeline": [sys.executable, "-c", BASELINE_SCRIPT, folder, SENTENCE],
-            "sslcli": [sys.executable, "-m", "sslcli", "mask-predict", SENTENCE, "--gpus", "0"],
+            "sslcli": [
+                *(sys.executable, "-m", "sslcli", "mask-predict", SENTENCE),
+                *("--model", args.model, "--gpus", "0"),
+            ],
         },
         args.repeats,
     )
@@ -117,7 +121,7 @@ def main() -> None:
     ratio = times["sslcli"] / times["pipeline"]
     print(f"  sslcli mask-predict  {times['sslcli']:6.2f} s  ratio {ratio:.3f}  (target <= 1.1)")
     baseline, ours = throughput(
-        DEFAULT_TEXT_MODEL, masked_sentences(args.sentences), args.batch_size, args.top_k
+        args.model, masked_sentences(args.sentences), args.batch_size, args.top_k
     )
     print(f"{args.sentences} single-mask sentences, batch {args.batch_size}, top-k {args.top_k}:")
     print(f"  pipeline             {baseline:7.1f} sentences/s  (baseline)")
