@@ -234,6 +234,7 @@ class _Run:
             _parameter_groups(self.model, config.weight_decay), lr=config.lr
         )
         self.step = 0
+        self.saved_step: int | None = None
         self.heldout = self._mask_heldout()
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
@@ -397,6 +398,8 @@ class _Run:
         return {"heldout_loss": result.heldout_loss, "heldout_accuracy": result.heldout_accuracy}
 
     def _save(self) -> None:
+        if self.saved_step == self.step:
+            return
         state = {"step": self.step, "optimizer": self.optimizer.state_dict()}
         try:
             save_run_checkpoint(
@@ -411,6 +414,7 @@ class _Run:
                 f"cannot write a checkpoint in {self.run_dir}: {error}",
                 "free disk space, then --resume from the last checkpoint",
             ) from error
+        self.saved_step = self.step
 
     def _log(self, record: dict[str, Any]) -> None:
         try:
