@@ -130,14 +130,41 @@ def train_mlm(
         print_json(result.as_dict() | {"model": str(run_dir)})
         return
     _print_result(result, run_dir)
-    if result.interrupted:
-        again = f"sslcli train-mlm {corpus} --resume {run_dir}"
-        again += "".join(
-            f" --{name} {value}"
-            for name, value in (("steps", steps), ("minutes", minutes))
-            if value
+    if result.interrupted or (steps is not None and result.step < steps):
+        stderr.print(
+            f"stopped at step {result.step}; continue with: {_resume_command(config, run_dir)}",
+            soft_wrap=True,
         )
-        stderr.print(f"stopped at step {result.step}; continue with: {again}", soft_wrap=True)
+
+
+def _resume_command(config: MLMConfig, run_dir: Path) -> str:
+    """The command that continues this run: every setting a resume must repeat."""
+    options = {
+        "--init": config.init,
+        "--tokenizer": config.tokenizer,
+        "--steps": config.steps,
+        "--minutes": config.minutes,
+        "--seq-len": config.seq_len,
+        "--batch-size": config.batch_size,
+        "--lr": config.lr,
+        "--weight-decay": config.weight_decay,
+        "--warmup-steps": config.warmup_steps,
+        "--mlm-probability": config.mlm_probability,
+        "--heldout": config.heldout,
+        "--heldout-blocks": config.heldout_blocks,
+        "--eval-every": config.eval_every,
+        "--checkpoint-every": config.checkpoint_every,
+        "--export-dtype": config.export_dtype,
+        "--seed": config.seed,
+    }
+    flags = {
+        "--whole-word": config.whole_words,
+        "--freeze-word-embeddings": config.freeze_word_embeddings,
+    }
+    words = ["sslcli train-mlm", config.corpus, "--resume", str(run_dir)]
+    words += [f"{name} {value}" for name, value in options.items() if value is not None]
+    words += [name for name, on in flags.items() if on]
+    return " ".join(words)
 
 
 def _print_settings(config: MLMConfig, run_dir: Path, checkpoint: Path | None) -> None:

@@ -62,3 +62,21 @@ def test_missing_corpus_and_length(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
     endless = runner.invoke(app, ["train-mlm", str(SAMPLE_TEXT), "--out", str(tmp_path / "r")])
     assert endless.exit_code == 2 and "say how long to train" in endless.stderr
+
+
+def test_a_stopped_run_prints_the_command_that_continues_it(tmp_path: Path) -> None:
+    tokenizer = write_bert_tokenizer(tmp_path / "tokenizer")
+    out = tmp_path / "run"
+    args = [
+        *(str(SAMPLE_TEXT), "--init", "tiny", "--tokenizer", str(tokenizer), "--gpus", "0"),
+        *("--seq-len", "32", "--batch-size", "8", "--lr", "0.002", "--whole-word"),
+    ]
+    stopped = runner.invoke(
+        app, ["train-mlm", *args, "--out", str(out), "--steps", "9", "--minutes", "0.0001"]
+    )
+    assert stopped.exit_code == 0, stopped.output
+    hint = " ".join(stopped.stderr.split()).split("continue with: ")[1]
+    assert hint.startswith(f"sslcli train-mlm {SAMPLE_TEXT} --resume {out}")
+    continued = runner.invoke(app, hint.replace("--minutes 0.0001", "").split()[1:])
+    assert continued.exit_code == 0, continued.output
+    assert json.loads((out / "result.json").read_text())["step"] == 9
