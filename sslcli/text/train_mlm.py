@@ -188,13 +188,15 @@ def train_mlm(
         show_progress,
     )
     run = _Run(config, run_dir, start.model, masking_vocabulary(start.tokenizer), blocks)
+    description = start.description
     if checkpoint is not None:
         run.resume(checkpoint)
+        description = f"resuming {checkpoint} at step {run.step}"
     if announce is not None:
-        announce(start.description)
+        announce(description)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / SETTINGS_FILE, json.dumps(config.as_dict(), indent=2))
-    result = run.fit(start.description, show_progress)
+    result = run.fit(description, show_progress)
     export_model(run.model, start.tokenizer, run_dir, config.export_dtype)
     write_text_atomic(run_dir / RESULT_FILE, json.dumps(result.as_dict(), indent=2))
     return result
