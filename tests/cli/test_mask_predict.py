@@ -5,7 +5,6 @@ import pytest
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
-from sslcli.text.models import DEFAULT_TEXT_MODEL, resolve_text_model
 from tests.text.tiny_models import write_tiny_bert
 
 runner = CliRunner()
@@ -81,10 +80,6 @@ def test_unknown_model_and_unreachable_hub() -> None:
     assert offline.exit_code == 1 and "model hub is unreachable" in offline.stderr
 
 
-@pytest.mark.skipif(
-    not Path(resolve_text_model(DEFAULT_TEXT_MODEL).location, "model.safetensors").is_file(),
-    reason="the embedded model is not built in this checkout",
-)
 def test_default_model_ships_and_ranks_a_first() -> None:
     result = mask_predict("This is [MASK] cat.", "--json", "--gpus", "0")
     assert result.exit_code == 0, result.output
