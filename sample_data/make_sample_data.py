@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import rdata
-import skimage.data
 from PIL import Image
 
 # skimage.data images whose docstrings state public domain, CC0 or
@@ -104,6 +103,8 @@ def reset_dir(path: Path) -> Path:
 
 def make_photos(out: Path) -> int:
     """Save the chosen skimage.data images as downscaled JPEGs in ``out``."""
+    import skimage.data  # here, so that the text helpers import without scikit-image
+
     for name in PHOTO_NAMES:
         image = Image.fromarray(getattr(skimage.data, name)())
         image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)

@@ -14,7 +14,17 @@ import typer
 from typer.core import TyperGroup
 
 from sslcli import __version__
-from sslcli.cli import augment, embed, energy, models, pending, sweep, train_latent, train_siamese
+from sslcli.cli import (
+    augment,
+    embed,
+    energy,
+    mask_predict,
+    models,
+    sweep,
+    train_latent,
+    train_mlm,
+    train_siamese,
+)
 from sslcli.cli import eval as evaluate
 from sslcli.cli.console import print_error, stderr
 from sslcli.errors import SSLError
@@ -75,15 +85,16 @@ def root(
     _Debug.enabled = _Debug.enabled or debug
 
 
-models.register(app)
+mask_predict.register(app)
+train_mlm.register(app)
 augment.register(app)
 train_siamese.register(app)
 train_latent.register(app)
-embed.register(app)
-energy.register(app)
-evaluate.register(app)
 sweep.register(app)
-pending.register(app)
+energy.register(app)
+embed.register(app)
+evaluate.register(app)
+models.register(app)
 
 
 def main() -> None:

@@ -10,10 +10,9 @@ through one small all-reduce per step, so no rank waits for a peer that has stop
 from __future__ import annotations
 
 import json
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
+from sslcli.engine.signals import catch_stop_signals
 from sslcli.errors import runtime_error, usage_error
 from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
 from sslcli.methods.base import MethodOutput, SSLMethod
@@ -62,25 +62,6 @@ class TrainResult:
     step: int
     interrupted: bool
     last: dict[str, float]
-
-
-class _StopRequest:
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-
-@contextmanager
-def _catch_stop_signals() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -169,7 +150,7 @@ class Trainer:
         shown: dict[str, str] = {}
         prefetcher = Prefetcher(batches, runtime.device)
         with (
-            _catch_stop_signals() as stop,
+            catch_stop_signals() as stop,
             progress_bar("train", schedule.total_steps, "step", enabled=runtime.is_main) as bar,
             closing(prefetcher),
         ):

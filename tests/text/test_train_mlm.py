@@ -1,0 +1,123 @@
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+from sslcli.errors import SSLError
+from sslcli.text.fill_mask import FillMask
+from sslcli.text.init_model import initial_model
+from sslcli.text.loading import load_masked_lm
+from sslcli.text.train_mlm import METRICS_FILE, MLMConfig, prepare_run, train_mlm
+from tests.text.tiny_models import SAMPLE_TEXT
+
+
+def config(tokenizer_folder: Path, **changes: object) -> MLMConfig:
+    settings = {
+        "corpus": str(SAMPLE_TEXT),
+        "init": "tiny",
+        "tokenizer": str(tokenizer_folder),
+        "seq_len": 32,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_steps": 2,
+        "steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "log_every": 1,
+    }
+    return MLMConfig(**(settings | changes))
+
+
+def run(settings: MLMConfig, out: Path, resume: Path | None = None, **options: object):
+    run_dir, checkpoint = prepare_run(out, resume)
+    return train_mlm(settings, run_dir, checkpoint, show_progress=False, **options)
+
+
+def test_a_few_steps_lower_the_loss_and_the_model_reloads(
+    bert_tokenizer: Path, tmp_path: Path
+) -> None:
+    result = run(config(bert_tokenizer, steps=40, eval_every=40, log_every=5), tmp_path / "run")
+    losses = [
+        json.loads(line)["loss"]
+        for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()
+    ]
+    assert result.step == 40 and not result.interrupted
+    assert losses[-1] < losses[0] - 0.3
+    assert 0 <= result.heldout_accuracy <= 1
+    _, info = AutoModelForMaskedLM.from_pretrained(tmp_path / "run", output_loading_info=True)
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    loaded = load_masked_lm(str(tmp_path / "run"))
+    (filled,) = next(FillMask(loaded.model, loaded.tokenizer).predict(["She was [MASK]."]))
+    assert filled.guesses[0]
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(
+    bert_tokenizer: Path, tmp_path: Path
+) -> None:
+    settings = config(bert_tokenizer)
+    whole = run(settings, tmp_path / "whole")
+    halfway = tmp_path / "whole" / "checkpoints" / "step-00000003"
+    resumed = run(settings, tmp_path / "resumed", resume=halfway)
+    assert whole.step == resumed.step == 6
+    expected = load_file(tmp_path / "whole" / "model.safetensors")
+    actual = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name
+
+
+def test_ctrl_c_saves_and_stops_cleanly(bert_tokenizer: Path, tmp_path: Path) -> None:
+    def interrupt_soon(line: str) -> None:
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    result = run(config(bert_tokenizer, steps=100_000), tmp_path / "run", announce=interrupt_soon)
+    assert result.interrupted and 0 < result.step < 100_000
+    latest = (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"step-{result.step:08d}"
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_run_folder_is_never_overwritten(bert_tokenizer: Path, tmp_path: Path) -> None:
+    settings = config(bert_tokenizer, steps=3)
+    run(settings, tmp_path / "run")
+    with pytest.raises(SSLError, match="is not empty") as error:
+        prepare_run(tmp_path / "run", None)
+    assert error.value.exit_code == 2
+    assert run(config(bert_tokenizer, steps=4), tmp_path / "run", tmp_path / "run").step == 4
+    with pytest.raises(SSLError, match="mismatched checkpoint: lr"):
+        run(config(bert_tokenizer, steps=5, lr=1e-2), tmp_path / "run", tmp_path / "run")
+
+
+def test_an_encoder_without_head_gets_a_fresh_identity_head(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    AutoModel.from_pretrained(tiny_bert).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path)
+    start = initial_model(str(tmp_path), None, seq_len=32, seed=0)
+    assert "added a fresh one" in start.description
+    head = start.model.cls.predictions
+    assert torch.equal(head.transform.dense.weight, torch.eye(start.model.config.hidden_size))
+    assert head.decoder.weight is start.model.get_input_embeddings().weight
+    assert not head.bias.any()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": None}, "say how long to train"),
+        ({"tokenizer": None}, "needs a tokenizer"),
+        ({"mlm_probability": 1.5}, "--mlm-probability must be between 0 and 1"),
+        ({"batch_size": 10_000}, "fewer than one batch"),
+    ],
+)
+def test_bad_settings_are_refused(
+    bert_tokenizer: Path, tmp_path: Path, changes: dict, message: str
+) -> None:
+    with pytest.raises(SSLError, match=message):
+        run(config(bert_tokenizer, **changes), tmp_path / "run")
