@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from sslcli.augment.presets import Preset
     from sslcli.engine.runtime import Runtime
-    from sslcli.methods.base import SSLMethod
+    from sslcli.eval.online import LabelledImages
 
 
 def _positive(value: Any) -> str | None:
@@ -109,6 +109,8 @@ class SiameseConfig:
     checkpoint_every: int = 0
     """Steps between checkpoints; 0 = once per epoch."""
     stop_on_collapse: bool = False
+    online_probe: bool = False
+    """Train a linear classifier on the detached features as training goes (labelled data)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -186,6 +188,7 @@ def train_siamese(
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.progress import progress_bar
     from sslcli.engine.trainer import Schedule, Trainer
+    from sslcli.eval.online import EpochEvaluation, LabelledImages, OnlineProbe
     from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
 
@@ -210,6 +213,11 @@ def train_siamese(
     labels = None
     if folder.labels is not None:
         labels = torch.tensor([folder.labels[i] for i in decoded.kept])
+    elif config.online_probe:
+        raise usage_error(
+            f"--online-probe needs labels: {config.data} has no class sub-folders",
+            "put each class's images in a sub-folder of its own, or leave out --online-probe",
+        )
 
     backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
     method = METHODS.create(config.method)(backbone, **config.method_options)
@@ -223,6 +231,17 @@ def train_siamese(
         checkpoint_every=config.checkpoint_every or steps_per_epoch,
         log_every=max(1, min(10, steps_per_epoch)),
     )
+    changes = {"size": config.size, **config.view_changes}
+    preset = customise(PRESETS.create(config.preset), changes, {})
+    batches = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+    probe = None
+    if labels is not None and config.online_probe:
+        probe = OnlineProbe(
+            backbone.out_dim,
+            len(folder.classes),
+            lambda step: labels[batches.local_indices(step)],
+            runtime.device,
+        )
     trainer = Trainer(
         runtime,
         method,
@@ -232,16 +251,18 @@ def train_siamese(
         config.as_dict() | {"images": _fingerprint(folder.paths, decoded.kept, Path(config.data))},
         RESUME_KEYS,
         stop_on_collapse=config.stop_on_collapse,
+        probe=probe,
     )
     if resume is not None:
         trainer.resume(resume)
 
-    changes = {"size": config.size, **config.view_changes}
-    preset = customise(PRESETS.create(config.preset), changes, {})
-    batches = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
-    evaluate = (
-        _KnnEvaluation(decoded.pixels, labels, config, runtime) if labels is not None else None
-    )
+    training = LabelledImages(decoded.pixels, labels) if labels is not None else None
+    evaluation = _evaluation_images(config, folder.classes, showing) or training
+    evaluate = None
+    if evaluation is not None:
+        reference = training if evaluation is not training else None
+        every = config.knn_every
+        evaluate = EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
     result = trainer.fit(batches, evaluate)
     if runtime.is_main:
         _export_encoder(trainer.method.backbone, config, run_dir)
@@ -266,20 +287,25 @@ class _ViewBatches:
         self.runtime = runtime
         self.steps_per_epoch = steps_per_epoch
 
+    def local_indices(self, step: int) -> torch.Tensor:
+        """The images (indices into the cache) of this rank's share of the step's batch."""
+        config, rank = self.config, self.runtime.rank
+        epoch, within = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(
+            len(self.pixels),
+            generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch),
+        )
+        batch = order[within * config.batch_size : (within + 1) * config.batch_size]
+        return batch[rank * config.per_device_batch : (rank + 1) * config.per_device_batch]
+
     def __call__(self, step: int) -> list[torch.Tensor]:
         from sslcli.augment.ops import normalize
         from sslcli.augment.views import apply_views, sample_view
 
         config, runtime = self.config, self.runtime
-        epoch, within = divmod(step, self.steps_per_epoch)
+        epoch = step // self.steps_per_epoch
         count = len(self.pixels)
-        order = torch.randperm(
-            count, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        )
-        batch = order[within * config.batch_size : (within + 1) * config.batch_size]
-        local = batch[
-            runtime.rank * config.per_device_batch : (runtime.rank + 1) * config.per_device_batch
-        ]
+        local = self.local_indices(step)
         images = torch.from_numpy(self.pixels[local.numpy()]).to(runtime.device, non_blocking=True)
         images = images.permute(0, 3, 1, 2).float().div_(255)
         ids = local + epoch * count
@@ -291,27 +317,39 @@ class _ViewBatches:
         return [normalize(view) for view in apply_views(images, drawn)]
 
 
-class _KnnEvaluation:
-    """kNN accuracy (leave-one-out, k=200, T=0.1, cosine) of backbone features, every few epochs."""
+def _evaluation_images(
+    config: SiameseConfig, classes: list[str], decoding: bool
+) -> LabelledImages | None:
+    """``--eval-dir``'s images, labelled with the training folder's class indices when it has
+    classes; decoded only where ``decoding`` (the main process evaluates), checked everywhere."""
+    from sslcli.data.cache import decode_once
+    from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.progress import progress_bar
+    from sslcli.eval.online import LabelledImages
 
-    def __init__(
-        self, pixels: np.ndarray, labels: torch.Tensor, config: SiameseConfig, runtime: Runtime
-    ) -> None:
-        self.pixels = pixels
-        self.labels = labels
-        self.config = config
-        self.runtime = runtime
-
-    def __call__(self, method: SSLMethod, epoch: int) -> dict[str, float]:
-        from sslcli.eval.features import extract_features
-        from sslcli.eval.knn import leave_one_out_knn_accuracy
-
-        if not self.runtime.is_main:
-            return {}
-        if epoch % self.config.knn_every and epoch != self.config.epochs:
-            return {}
-        features = extract_features(method.backbone, self.pixels, self.runtime)
-        return {"knn_accuracy": leave_one_out_knn_accuracy(features, self.labels)}
+    if config.eval_dir is None:
+        return None
+    folder = scan_image_folder(Path(config.eval_dir))
+    if folder.labels is None:
+        raise usage_error(
+            f"--eval-dir {config.eval_dir} has no class sub-folders",
+            "give a folder with one sub-folder of images per class",
+        )
+    unknown = sorted(set(folder.classes) - set(classes))
+    if classes and unknown:
+        raise usage_error(
+            f"--eval-dir has classes the training folder lacks: {', '.join(unknown[:5])}",
+            "use the same class sub-folder names in both",
+        )
+    index = {name: i for i, name in enumerate(classes or folder.classes)}
+    if not decoding:
+        return None
+    with progress_bar("decode eval", len(folder.paths), "img", True, transient=True) as bar:
+        decoded = decode_once(
+            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
+        )
+    labels = [index[folder.classes[folder.labels[i]]] for i in decoded.kept]
+    return LabelledImages(decoded.pixels, torch.tensor(labels))
 
 
 def _fingerprint(paths: list[Path], kept: list[int], root: Path) -> str:

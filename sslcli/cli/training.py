@@ -112,6 +112,23 @@ Resume = Annotated[
 
 KnnEvery = Annotated[int, typer.Option(help="Epochs between kNN evaluations (labelled data).")]
 
+EvalDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Labelled folder (class sub-folders) for the kNN and probe accuracy "
+        "[default: DATA itself when it has classes].",
+        show_default=False,
+    ),
+]
+
+OnlineProbe = Annotated[
+    bool,
+    typer.Option(
+        help="Train a linear classifier on the detached features while training "
+        "(needs class sub-folders in DATA); its accuracy is logged.",
+    ),
+]
+
 CheckpointEvery = Annotated[
     int, typer.Option(help="Steps between checkpoints [default: 0 = every epoch].")
 ]
@@ -138,7 +155,7 @@ VIEW_OPTIONS = (
 PASSED_ON = (
     "backbone", "size", "small_images", "preset", "epochs", "batch_size", "optimizer",
     "weight_decay", "warmup_epochs", "seed", "precision", "knn_every", "strict",
-    "checkpoint_every", "stop_on_collapse", "gpus", "cpu_procs", "cache_dir",
+    "checkpoint_every", "stop_on_collapse", "gpus", "cpu_procs", "cache_dir", "online_probe",
 )  # fmt: skip
 
 
@@ -155,6 +172,7 @@ def run_command(
         arguments["out"],
         arguments["as_json"],
         data=str(arguments["data"]),
+        eval_dir=None if arguments["eval_dir"] is None else str(arguments["eval_dir"]),
         method=method,
         lr_per_256=arguments["lr"],
         method_options={name: v for name, v in method_options.items() if v is not None},
@@ -253,6 +271,7 @@ def _print_result(result: dict, encoder: Path) -> None:
         "z_norm",
         "embedding_std",
         "knn_accuracy",
+        "probe_accuracy",
         "images_per_s",
     ):
         if name in result:

@@ -32,6 +32,7 @@ from sslcli.engine.runtime import Runtime
 from sslcli.engine.signals import catch_stop_signals
 from sslcli.errors import runtime_error, usage_error
 from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
+from sslcli.eval.online import OnlineProbe
 from sslcli.methods.base import MethodOutput, SSLMethod
 
 METRICS_FILE = "metrics.jsonl"
@@ -75,6 +76,7 @@ class Trainer:
         config: dict[str, Any],
         resume_keys: tuple[str, ...],
         stop_on_collapse: bool = False,
+        probe: OnlineProbe | None = None,
     ) -> None:
         self.runtime = runtime
         self.schedule = schedule
@@ -96,6 +98,7 @@ class Trainer:
         self.step = 0
         self.stop_on_collapse = stop_on_collapse
         self.monitor = CollapseMonitor()
+        self.probe = probe
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -110,6 +113,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        if self.probe is not None and "probe" in state:
+            self.probe.load_state(state["probe"])
         if self.runtime.is_main:
             self._forget_metrics_after(self.step)
 
@@ -132,6 +137,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.probe is not None:
+            state["probe"] = self.probe.state()
         config = {**self.config, "step": self.step}
         try:
             return save_run_checkpoint(
@@ -166,6 +173,8 @@ class Trainer:
                 views = prefetcher.get(self.step, following)
                 loaded = time.perf_counter()
                 output = self._train_step(views)
+                if self.probe is not None:
+                    output.metrics |= self.probe.train_step(self.step, output.embeddings)
                 loss = output.loss.detach().float()
                 flags = torch.stack(
                     [
