@@ -100,11 +100,13 @@ def _contact_sheet(path: Path, image: Path, matches: list[Path], top: int) -> No
 
     rows = len(matches) // top
     sheet = Image.new("RGB", ((top + 1) * (THUMBNAIL + 4), rows * (THUMBNAIL + 4)), "white")
-    first = Image.fromarray(square_resize(load_image(image), THUMBNAIL))
+    first = Image.fromarray(square_resize(load_image(image, shortest=THUMBNAIL), THUMBNAIL))
     for row in range(rows):
         sheet.paste(first, (2, row * (THUMBNAIL + 4) + 2))
         for column, match in enumerate(matches[row * top : (row + 1) * top], start=1):
-            thumbnail = Image.fromarray(square_resize(load_image(match), THUMBNAIL))
+            thumbnail = Image.fromarray(
+                square_resize(load_image(match, shortest=THUMBNAIL), THUMBNAIL)
+            )
             sheet.paste(thumbnail, (column * (THUMBNAIL + 4) + 2, row * (THUMBNAIL + 4) + 2))
     with atomic_file(path) as temporary:
         sheet.save(temporary, format="PNG")

@@ -26,7 +26,7 @@ from sslcli.data.images import load_image, to_rgb
 from sslcli.engine.atomic import atomic_file, write_text_atomic
 from sslcli.errors import SSLError, usage_error
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 """Part of the key: bump it when the stored pixels change for the same files and size."""
 
 
@@ -160,7 +160,7 @@ DECODE_WINDOW = 64
 
 def _decode(path: Path, size: int) -> np.ndarray | SSLError:
     try:
-        return square_resize(load_image(path), size)
+        return square_resize(load_image(path, shortest=size), size)
     except SSLError as failure:
         return failure
 

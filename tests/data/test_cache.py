@@ -27,7 +27,7 @@ def images(tmp_path: Path) -> list[Path]:
 
 
 def _expected(paths: list[Path]) -> np.ndarray:
-    return np.stack([square_resize(load_image(path), SIZE) for path in paths])
+    return np.stack([square_resize(load_image(path, shortest=SIZE), SIZE) for path in paths])
 
 
 def test_decodes_every_image_at_the_requested_size(images: list[Path], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sslcli.data.cache import square_resize
 from sslcli.data.images import discover_images, load_image
 from sslcli.errors import SSLError
 
@@ -23,6 +24,37 @@ def test_exif_orientation_is_applied(tmp_path: Path, photo: Image.Image) -> None
     photo.save(path, exif=exif)
     loaded = load_image(path)
     assert loaded.size == (photo.height, photo.width)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_jpeg_decodes_at_a_reduced_scale_that_keeps_the_shorter_side(
+    tmp_path: Path, photo: Image.Image, mode: str
+) -> None:
+    path = tmp_path / "large.jpg"
+    photo.resize((photo.width * 2, photo.height * 2)).convert(mode).save(path, quality=95)
+    full = load_image(path)
+    reduced = load_image(path, shortest=64)
+    assert reduced.mode == "RGB"
+    assert min(reduced.size) >= 64 and reduced.width <= full.width / 7  # scaled by 1/8
+    # what the cache stores: the same picture, a few grey levels apart on average
+    difference = np.abs(
+        square_resize(full, 64).astype(float) - square_resize(reduced, 64).astype(float)
+    )
+    assert difference.mean() < 4
+
+
+def test_reduced_decoding_keeps_the_shorter_side_of_rotated_jpegs_and_leaves_pngs(
+    tmp_path: Path, photo: Image.Image
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    rotated = load_image(tmp_path / "rotated.jpg", shortest=100)
+    assert rotated.width < rotated.height and min(rotated.size) >= 100
+    assert min(rotated.size) < min(photo.size)
+    photo.save(tmp_path / "photo.png")
+    png = load_image(tmp_path / "photo.png", shortest=64)
+    assert png.size == photo.size
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "CMYK"])
