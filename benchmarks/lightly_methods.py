@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -154,10 +153,12 @@ def sslcli_run(name: str, train_dir: Path, work: Path, epochs: int) -> tuple[nn.
     command += ["--cache-dir", str(work / "cache"), *METHODS[name]]
     subprocess.run(command, check=True, capture_output=True)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    speeds = [r["images_per_s"] for r in records if "images_per_s" in r][1:] or [math.nan]
+    # every logged window, the first included as lightly's figure includes its start:
+    # equal windows of steps, so the harmonic mean is the images over the total step time
+    speeds = [r["images_per_s"] for r in records if "images_per_s" in r]
     backbone = BACKBONES.create("tiny-cnn")
     backbone.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
-    return backbone, float(np.mean(speeds))
+    return backbone, len(speeds) / sum(1 / speed for speed in speeds)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ through one small all-reduce per step, so no rank waits for a peer that has stop
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -21,10 +20,10 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from sslcli.engine.atomic import write_text_atomic
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
 from sslcli.engine.collectives import all_reduce_sum, gather
+from sslcli.engine.metrics_log import MetricsLog
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
@@ -34,8 +33,6 @@ from sslcli.errors import runtime_error, usage_error
 from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
 from sslcli.eval.online import OnlineProbe
 from sslcli.methods.base import MethodOutput, SSLMethod
-
-METRICS_FILE = "metrics.jsonl"
 
 Batches = Callable[[int], list[torch.Tensor]]
 """``batches(step)``: this rank's views for a global step, on the runtime's device."""
@@ -99,6 +96,7 @@ class Trainer:
         self.stop_on_collapse = stop_on_collapse
         self.monitor = CollapseMonitor()
         self.probe = probe
+        self.metrics_log = MetricsLog(run_dir)
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -116,18 +114,7 @@ class Trainer:
         if self.probe is not None and "probe" in state:
             self.probe.load_state(state["probe"])
         if self.runtime.is_main:
-            self._forget_metrics_after(self.step)
-
-    def _forget_metrics_after(self, step: int) -> None:
-        """Drop the records of steps the resumed run will train again."""
-        path = self.run_dir / METRICS_FILE
-        if path.is_file():
-            kept = [
-                line
-                for line in path.read_text(encoding="utf-8").splitlines()
-                if json.loads(line)["step"] <= step
-            ]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+            self.metrics_log.forget_after(self.step)
 
     def _save(self) -> Path | None:
         if not self.runtime.is_main:
@@ -255,11 +242,7 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:
-            try:
-                with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            except OSError as error:
-                raise runtime_error(f"cannot write {METRICS_FILE}: {error}") from error
+            self.metrics_log.append(record)
 
 
 class _Window:

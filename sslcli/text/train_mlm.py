@@ -33,6 +33,7 @@ from sslcli.engine.checkpoint import (
     resolve_resume,
     save_run_checkpoint,
 )
+from sslcli.engine.metrics_log import MetricsLog
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.signals import catch_stop_signals
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from sslcli.text.corpus import Blocks
 
 SETTINGS_FILE = "train_mlm.json"
-METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 EXPORT_DTYPES = ("fp32", "fp16", "bf16")
 RESUME_KEYS = (
@@ -237,6 +237,7 @@ class _Run:
         )
         self.step = 0
         self.saved_step: int | None = None
+        self.metrics_log = MetricsLog(self.run_dir)
         self.heldout = self._mask_heldout()
         self._epoch_order: tuple[int, torch.Tensor] | None = None
 
@@ -252,6 +253,7 @@ class _Run:
         self.model.load_state_dict(checkpoint.weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.metrics_log.forget_after(self.step)
 
     def fit(self, start: str, show_progress: bool) -> MLMResult:
         config = self.config
@@ -286,7 +288,7 @@ class _Run:
                 if self.step % config.eval_every == 0:
                     record |= self._evaluate(result)
                 if record:
-                    self._log({"step": self.step} | record)
+                    self.metrics_log.append({"step": self.step} | record)
                 if result.tokens_per_s is not None:
                     shown["tok/s"] = f"{result.tokens_per_s:,.0f}"
                 if result.heldout_accuracy is not None:
@@ -298,7 +300,7 @@ class _Run:
                 if self.step % config.checkpoint_every == 0:
                     self._save()
         if self.step % config.eval_every != 0 or result.heldout_accuracy is None:
-            self._log({"step": self.step} | self._evaluate(result))
+            self.metrics_log.append({"step": self.step} | self._evaluate(result))
         self._save()
         result.step = self.step
         return result
@@ -417,13 +419,6 @@ class _Run:
                 "free disk space, then --resume from the last checkpoint",
             ) from error
         self.saved_step = self.step
-
-    def _log(self, record: dict[str, Any]) -> None:
-        try:
-            with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:
-            raise runtime_error(f"cannot write {METRICS_FILE}: {error}") from error
 
 
 def _parameter_groups(model: PreTrainedModel, weight_decay: float) -> list[dict[str, Any]]:

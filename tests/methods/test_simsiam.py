@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from sslcli.engine.metrics_log import METRICS_FILE
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
-from sslcli.engine.trainer import METRICS_FILE, Schedule, Trainer
+from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.methods.simsiam import SimSiam, negative_cosine
 from sslcli.models.tiny_cnn import TinyCNN
 

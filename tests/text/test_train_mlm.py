@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -9,11 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+from sslcli.engine.metrics_log import METRICS_FILE
 from sslcli.errors import SSLError
 from sslcli.text.fill_mask import FillMask
 from sslcli.text.init_model import initial_model
 from sslcli.text.loading import load_masked_lm
-from sslcli.text.train_mlm import METRICS_FILE, MLMConfig, prepare_run, train_mlm
+from sslcli.text.train_mlm import MLMConfig, prepare_run, train_mlm
 from tests.text.tiny_models import SAMPLE_TEXT
 
 
@@ -70,6 +72,23 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, actual[name]), name
+
+
+def test_resuming_in_place_rewrites_the_metrics_of_the_steps_trained_again(
+    bert_tokenizer: Path, tmp_path: Path
+) -> None:
+    settings = config(bert_tokenizer)
+    run(settings, tmp_path / "whole")
+    # a run killed after step 6's records were written, its step-3 checkpoint still there
+    shutil.copytree(tmp_path / "whole", tmp_path / "killed")
+    halfway = tmp_path / "killed" / "checkpoints" / "step-00000003"
+    run(settings, tmp_path / "killed", resume=halfway)
+
+    def records(folder: str) -> list[tuple[int, float | None]]:
+        lines = (tmp_path / folder / METRICS_FILE).read_text().splitlines()
+        return [(r["step"], r.get("loss")) for r in map(json.loads, lines)]
+
+    assert records("killed") == records("whole")
 
 
 def test_ctrl_c_saves_and_stops_cleanly(bert_tokenizer: Path, tmp_path: Path) -> None:
