@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.methods.base import MethodOutput, TrainingDefaults
+from sslcli.methods.base import MethodOutput, TrainingDefaults, per_view
 from sslcli.methods.momentum import MomentumTargetMethod
 from sslcli.methods.vicreg import covariance_term, variance_term
 from sslcli.models.heads import mlp
@@ -161,14 +161,12 @@ class LatentPredictive(MomentumTargetMethod):
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
-        both = torch.cat(views)
-        features = self.backbone(both)
-        contexts = self.projector(features)
-        s1, s2 = contexts.chunk(2)
-        t1, t2 = self.target(both).chunk(2)
+        features = per_view(self.backbone, views)
+        s1, s2 = per_view(self.projector, features)
+        t1, t2 = per_view(self.target, views)
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
         inferred = self.infer(context, target)
-        with torch.autocast(both.device.type, enabled=False):
+        with torch.autocast(context.device.type, enabled=False):
             predicted = self.energy(context, target, inferred.z)
             unaided = self.energy(context, target, torch.zeros_like(inferred.z))
             prediction = (1 - self.z_dropout) * predicted + self.z_dropout * unaided
@@ -181,4 +179,4 @@ class LatentPredictive(MomentumTargetMethod):
             "z_gap": (inferred.energy_at_zero - inferred.free_energy).mean(),
             "z_norm": inferred.z.norm(dim=1).mean(),
         }
-        return MethodOutput(loss, features[: len(views[0])].detach(), metrics)
+        return MethodOutput(loss, features[0].detach(), metrics)

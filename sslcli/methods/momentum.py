@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from sslcli.methods.base import MethodOutput, SSLMethod
+from sslcli.methods.base import MethodOutput, SSLMethod, per_view
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -59,14 +59,13 @@ class MomentumTargetMethod(SSLMethod):
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
-        both = torch.cat(views)
-        features = self.backbone(both)
-        p1, p2 = self.predictor(self.projector(features)).chunk(2)
+        features = per_view(self.backbone, views)
+        p1, p2 = per_view(lambda f: self.predictor(self.projector(f)), features)
         with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_backbone(both)).chunk(2)
-        with torch.autocast(both.device.type, enabled=False):
+            t1, t2 = per_view(lambda v: self.target_projector(self.target_backbone(v)), views)
+        with torch.autocast(p1.device.type, enabled=False):
             loss = self.view_loss(p1.float(), t2.float()) + self.view_loss(p2.float(), t1.float())
-        return MethodOutput(loss, features[: len(views[0])].detach())
+        return MethodOutput(loss, features[0].detach())
 
     def after_step(self, progress: float) -> None:
         momentum = cosine_momentum(self.base_momentum, progress)

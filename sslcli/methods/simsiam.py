@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults, per_view
 from sslcli.models.heads import mlp
 
 
@@ -44,12 +44,11 @@ class SimSiam(SSLMethod):
     def forward(self, views: list[torch.Tensor]) -> MethodOutput:
         if len(views) != 2:
             raise ValueError(f"SimSiam takes 2 views, got {len(views)}")
-        features = self.backbone(torch.cat(views))
-        z = self.projector(features)
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)
-        with torch.autocast(z.device.type, enabled=False):
+        features = per_view(self.backbone, views)
+        z1, z2 = per_view(self.projector, features)
+        p1, p2 = per_view(self.predictor, [z1, z2])
+        with torch.autocast(z1.device.type, enabled=False):
             loss = (
                 negative_cosine(p1.float(), z2.float()) + negative_cosine(p2.float(), z1.float())
             ) / 2
-        return MethodOutput(loss, features[: len(views[0])].detach())
+        return MethodOutput(loss, features[0].detach())

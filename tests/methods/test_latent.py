@@ -56,9 +56,12 @@ def test_the_loss_matches_a_direct_computation() -> None:
     views = [torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)]
     output = method(views)
     with torch.no_grad():
-        both = torch.cat(views)  # BatchNorm statistics over both views, as in training
-        s1, s2 = method.context(both).chunk(2)
-        t1, t2 = F.layer_norm(method.target_projector(method.target_backbone(both)), (16,)).chunk(2)
+        # each view through the networks on its own (BatchNorm statistics per view), as in training
+        s1, s2 = (method.context(view) for view in views)
+        t1, t2 = (
+            F.layer_norm(method.target_projector(method.target_backbone(view)), (16,))
+            for view in views
+        )
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
         z = method.infer(context, target).z
         error_z = ((method.predictor(context, z) - target) ** 2).mean(dim=1)
