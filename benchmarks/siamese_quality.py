@@ -142,6 +142,8 @@ def main() -> None:
         f"sslcli {encoder['method']:<6} {encoder['backbone']:<13} kNN {ours:.3f}  "
         f"({result['step']} steps, {minutes:.1f} min, options: {' '.join(options)})"
     )
+    if "probe_accuracy" in result:
+        print(f"online linear probe (--online-probe), at the end: {result['probe_accuracy']:.3f}")
     if args.command == "train-latent":
         auc, gap = energy_separation(run, digits)
         print(f"energy F, positive vs negative pairs: ROC-AUC {auc:.3f}; mean z-gap {gap:.4f}")
