@@ -8,9 +8,10 @@ train features, as lightly's benchmarks.
 
 Rows: raw pixels, a random-init encoder, and ours after `sslcli train-siamese` (or
 `--command train-latent`) on the train images with the given settings (pass the training
-options after --). For a latent model, also: how well its energy F separates positive pairs
-(two augmented views of one held-out image) from negative pairs (views of two different
-held-out images), as ROC-AUC over the first 20 test images of each class, and the mean z-gap.
+options after --). Then how well the model's energy separates positive pairs (two augmented
+views of one held-out image) from negative pairs (views of two different held-out images), as
+ROC-AUC over the first 20 test images of each class: F and E(z=0) (and the mean z-gap) for a
+latent model, 1 - cosine of the projections for a joint-embedding one.
 
 Run: python benchmarks/siamese_quality.py --work /tmp/digits-bench -- --backbone tiny-cnn
      --epochs 30 --batch-size 256 --crop-scale 0.4,1 --flip-prob 0
@@ -144,17 +145,21 @@ def main() -> None:
     )
     if "probe_accuracy" in result:
         print(f"online linear probe (--online-probe), at the end: {result['probe_accuracy']:.3f}")
-    if args.command == "train-latent":
-        auc, gap = energy_separation(run, digits)
-        print(f"energy F, positive vs negative pairs: ROC-AUC {auc:.3f}; mean z-gap {gap:.4f}")
+    separation = energy_separation(run, digits)
+    print(
+        "energy, positive vs negative pairs (ROC-AUC): "
+        + "; ".join(f"{name} {value:.3f}" for name, value in separation.items())
+    )
 
 
 COMMANDS = ("train-siamese", "train-latent")
 PER_CLASS = 20
 
 
-def energy_separation(run: Path, digits: Digits) -> tuple[float, float]:
-    """ROC-AUC of -F for positive (diagonal) vs negative pairs, one augmented view each."""
+def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
+    """ROC-AUC of each energy for positive (diagonal) vs negative pairs, one augmented view
+    each: F and E(z=0) for a latent model (and its mean z-gap), 1 - cosine of the
+    projections for a joint-embedding one."""
     from sslcli.energy import energy_matrices
     from sslcli.models.trained import load_model
 
@@ -164,15 +169,25 @@ def energy_separation(run: Path, digits: Digits) -> tuple[float, float]:
     pixels = digits.test_pixels[chosen]
     model = load_model(str(run))
     runtime = make_runtime("cpu", "fp32", 0)
-    matrices = energy_matrices(model, pixels, pixels, runtime, "latent", views=1, seed=0)
-    energy = matrices["energy"]
+    latent = model.latent is not None
+    space = "latent" if latent else "projector"
+    matrices = energy_matrices(model, pixels, pixels, runtime, space, views=1, seed=0)
+    if not latent:
+        return {"1 - cos(projections)": _auc(matrices["energy"])}
+    return {
+        "F": _auc(matrices["energy"]),
+        "E(z=0)": _auc(matrices["energy_at_zero"]),
+        "mean z-gap": matrices["z_gap"].mean().item(),
+    }
+
+
+def _auc(energy: torch.Tensor) -> float:
     positive = energy.diagonal()
     negative = energy[~torch.eye(len(energy), dtype=torch.bool)]
     # Mann-Whitney: the chance that a negative pair's energy exceeds a positive pair's
     above = (negative[None, :] > positive[:, None]).double()
     ties = (negative[None, :] == positive[:, None]).double()
-    auc = (above + ties / 2).mean().item()
-    return auc, matrices["z_gap"].mean().item()
+    return (above + ties / 2).mean().item()
 
 
 if __name__ == "__main__":

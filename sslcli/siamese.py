@@ -140,6 +140,11 @@ def resolve_config(world_size: int, **options: Any) -> SiameseConfig:
         problem = check(value)
         if problem:
             raise usage_error(f"{flag} {problem}, got {value}")
+    # every option the method takes is recorded, defaults too: a run keeps its settings when
+    # a later version changes a default (energy, resume and eval rebuild it from them)
+    options["method_options"] = {
+        name: parameter.default for name, parameter in accepted.items() if name in _METHOD_OPTIONS
+    } | options["method_options"]
     optimizer = options.pop("optimizer") or defaults.optimizer
     if optimizer not in OPTIMIZERS:
         raise usage_error(

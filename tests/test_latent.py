@@ -40,6 +40,8 @@ def test_a_run_logs_energy_z_gap_and_z_norm_and_resumes_exactly(
     assert report["step"] == 4 and report["z_gap"] >= 0 and report["energy"] > 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["method"] == "latent" and config["method_options"]["latent_dim"] == 4
+    # the defaults are recorded too, so a later change of a default cannot change this run
+    assert config["method_options"]["z_weight"] == 0.1 and config["method_options"]["z_steps"]
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert all({"energy", "z_gap", "z_norm"} <= set(m) for m in steps if "loss" in m)
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights

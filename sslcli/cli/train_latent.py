@@ -90,7 +90,7 @@ def train_latent(
     z_weight: Annotated[
         float | None,
         typer.Option(
-            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.01].",
+            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.1].",
             show_default=False,
         ),
     ] = None,

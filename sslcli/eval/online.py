@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sslcli.engine.runtime import Runtime
     from sslcli.methods.base import SSLMethod
 
-PROBE_LR = 1e-3
+PROBE_LR = 1e-2
 
 
 class OnlineProbe(nn.Module):

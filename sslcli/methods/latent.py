@@ -95,7 +95,7 @@ class LatentPredictive(MomentumTargetMethod):
         z_steps: int = 5,
         z_lr: float = 10.0,
         z_reg: str = "l2",
-        z_weight: float = 0.01,
+        z_weight: float = 0.1,
         z_dropout: float = 0.5,
         base_momentum: float = 0.99,
     ) -> None:
