@@ -104,7 +104,7 @@ def lightly_method(name: str, backbone: nn.Module) -> tuple[nn.Module, Step]:
     return model, pair
 
 
-def lightly_run(name: str, train_dir: Path, epochs: int) -> tuple[nn.Module, float]:
+def lightly_run(name: str, train_dir: Path, epochs: int, seed: int) -> tuple[nn.Module, float]:
     from lightly.transforms import SimCLRTransform
 
     transform = SimCLRTransform(
@@ -123,7 +123,7 @@ def lightly_run(name: str, train_dir: Path, epochs: int) -> tuple[nn.Module, flo
             return transform(images[index])
 
     loader = torch.utils.data.DataLoader(Views(), batch_size=BATCH, shuffle=True, drop_last=True)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     backbone = BACKBONES.create("tiny-cnn")
     model, step_loss = lightly_method(name, backbone)
     lr = LR * BATCH / 256
@@ -142,7 +142,9 @@ def lightly_run(name: str, train_dir: Path, epochs: int) -> tuple[nn.Module, flo
     return backbone, step * BATCH / (time.perf_counter() - started)
 
 
-def sslcli_run(name: str, train_dir: Path, work: Path, epochs: int) -> tuple[nn.Module, float]:
+def sslcli_run(
+    name: str, train_dir: Path, work: Path, epochs: int, seed: int
+) -> tuple[nn.Module, float]:
     run = work / f"sslcli-{name}-{int(time.time())}"
     command = [sys.executable, "-m", "sslcli", "train-siamese", str(train_dir), "--gpus", "0"]
     command += ["--method", name, "--backbone", "tiny-cnn", "--size", str(SIZE)]
@@ -150,7 +152,7 @@ def sslcli_run(name: str, train_dir: Path, work: Path, epochs: int) -> tuple[nn.
     command += ["--lr", str(LR), "--weight-decay", str(WEIGHT_DECAY), "--warmup-epochs", "0"]
     command += ["--crop-scale", "0.4,1", "--jitter", "0.4,0.4,0,0", "--flip-prob", "0"]
     command += ["--grayscale-prob", "0", "--knn-every", "100000", "--out", str(run)]
-    command += ["--cache-dir", str(work / "cache"), *METHODS[name]]
+    command += ["--cache-dir", str(work / "cache"), "--seed", str(seed), *METHODS[name]]
     subprocess.run(command, check=True, capture_output=True)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # every logged window, the first included as lightly's figure includes its start:
@@ -168,16 +170,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation, order and views")
     args = parser.parse_args()
     digits = Digits.prepared_in(args.work)
-    print(f"threads {torch.get_num_threads()}, {args.epochs} epochs, batch {BATCH}, {SIZE} px")
+    print(
+        f"threads {torch.get_num_threads()}, {args.epochs} epochs, batch {BATCH}, {SIZE} px, "
+        f"seed {args.seed}"
+    )
     print("method   implementation   kNN     img/s", flush=True)
     for name in args.methods.split(","):
         for implementation in ("lightly", "sslcli"):
             if implementation == "lightly":
-                backbone, speed = lightly_run(name, digits.train_dir, args.epochs)
+                backbone, speed = lightly_run(name, digits.train_dir, args.epochs, args.seed)
             else:
-                backbone, speed = sslcli_run(name, digits.train_dir, args.work, args.epochs)
+                backbone, speed = sslcli_run(
+                    name, digits.train_dir, args.work, args.epochs, args.seed
+                )
             accuracy = digits.knn(backbone)
             print(f"{name:8s} {implementation:16s} {accuracy:.3f}  {speed:6.1f}", flush=True)
 
