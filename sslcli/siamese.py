@@ -291,16 +291,19 @@ class _ViewBatches:
         self.recipes = [preset.recipe(0), preset.recipe(1)]
         self.runtime = runtime
         self.steps_per_epoch = steps_per_epoch
+        self._order: tuple[int, torch.Tensor] | None = None
+        """The data order of the latest epoch asked for: computed once per epoch, not per step."""
 
     def local_indices(self, step: int) -> torch.Tensor:
         """The images (indices into the cache) of this rank's share of the step's batch."""
         config, rank = self.config, self.runtime.rank
         epoch, within = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(
-            len(self.pixels),
-            generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch),
-        )
-        batch = order[within * config.batch_size : (within + 1) * config.batch_size]
+        cached = self._order  # one read: the prefetch thread may replace it meanwhile
+        if cached is None or cached[0] != epoch:
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            cached = (epoch, torch.randperm(len(self.pixels), generator=generator))
+            self._order = cached
+        batch = cached[1][within * config.batch_size : (within + 1) * config.batch_size]
         return batch[rank * config.per_device_batch : (rank + 1) * config.per_device_batch]
 
     def __call__(self, step: int) -> list[torch.Tensor]:
