@@ -1,11 +1,16 @@
-"""Training images/s of train-siamese (SimCLR) against the pure compute ceiling.
+"""Training images/s of train-siamese / train-latent against the pure compute ceiling.
 
 Both run the same Trainer, model, batch and precision; "ours" takes each step's two views from
 the real data path (decode-once cache -> batched augmentation on the training device), the
 ceiling feeds views already in memory on the device. Ratio = ours / ceiling.
 
+For ``--method latent`` (train-latent) the script also times the ceiling with ``z_steps`` 0 and
+prints the share of a training step that the inner z optimisation costs:
+1 - (images/s with the z steps) / (images/s without them).
+
 Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
      python benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224
+     python benchmarks/siamese_speed.py --method latent --backbone tiny-cnn --size 32
 """
 
 from __future__ import annotations
@@ -51,12 +56,12 @@ class _Timed:
         return (self.calls - self.warmup - 1) * batch / (time.perf_counter() - self.start)
 
 
-def run(args: argparse.Namespace, ceiling: bool) -> float:
+def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int]) -> float:
     runtime = make_runtime(args.device, args.precision, 0)
     config = resolve_config(
-        1, data=str(args.data), method="simclr", backbone=args.backbone, size=args.size,
-        small_images=None, preset="simclr", epochs=1, batch_size=args.batch_size, optimizer=None,
-        lr_per_256=None, weight_decay=None, warmup_epochs=0, method_options={}, seed=0,
+        1, data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
+        small_images=None, preset=args.preset, epochs=1, batch_size=args.batch_size, optimizer=None,
+        lr_per_256=None, weight_decay=None, warmup_epochs=0, method_options=method_options, seed=0,
         precision=args.precision, knn_every=10**6, cache_dir=str(args.cache_dir), strict=False,
         checkpoint_every=10**9,
     )  # fmt: skip
@@ -64,8 +69,8 @@ def run(args: argparse.Namespace, ceiling: bool) -> float:
     steps_per_epoch = len(decoded.kept) // args.batch_size
     epochs = -(-(args.steps + args.warmup + 1) // steps_per_epoch)
     schedule = Schedule(steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6)
-    method = METHODS.create("simclr")(
-        BACKBONES.create(args.backbone, small_images=config.small_images)
+    method = METHODS.create(args.method)(
+        BACKBONES.create(args.backbone, small_images=config.small_images), **config.method_options
     )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace, ceiling: bool) -> float:
             config.as_dict(),
             RESUME_KEYS,
         )
-        preset = customise(PRESETS.create("simclr"), {"size": args.size}, {})
+        preset = customise(PRESETS.create(args.preset), {"size": args.size}, {})
         views = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
         if ceiling:
             fixed = [view.clone() for view in views(0)]
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace, ceiling: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DIGITS)
+    parser.add_argument("--method", default="simclr", choices=METHODS.names())
+    parser.add_argument("--preset", default="simclr", choices=PRESETS.names())
     parser.add_argument("--backbone", default="tiny-cnn")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -102,13 +109,19 @@ def main() -> None:
         "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "sslcli-bench"
     )
     args = parser.parse_args()
-    ceiling = run(args, ceiling=True)
-    ours = run(args, ceiling=False)
+    ceiling = run(args, ceiling=True, method_options={})
+    ours = run(args, ceiling=False, method_options={})
     print(
-        f"{args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
+        f"{args.method} {args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
         f"({args.precision}): ceiling {ceiling:.1f} img/s, ours {ours:.1f} img/s, "
         f"ratio {ours / ceiling:.2f}"
     )
+    if args.method == "latent":
+        without_z = run(args, ceiling=True, method_options={"z_steps": 0})
+        print(
+            f"latent ceiling without the inner z steps {without_z:.1f} img/s: the z steps take "
+            f"{1 - ceiling / without_z:.1%} of a training step"
+        )
 
 
 if __name__ == "__main__":
