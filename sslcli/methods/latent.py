@@ -166,9 +166,10 @@ class LatentPredictive(MomentumTargetMethod):
         t1, t2 = per_view(self.target, views)
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
         inferred = self.infer(context, target)
+        # the predictor runs in the training precision; the energies are fp32 (_squared_error)
+        predicted = self.energy(context, target, inferred.z)
+        unaided = self.energy(context, target, torch.zeros_like(inferred.z))
         with torch.autocast(context.device.type, enabled=False):
-            predicted = self.energy(context, target, inferred.z)
-            unaided = self.energy(context, target, torch.zeros_like(inferred.z))
             prediction = (1 - self.z_dropout) * predicted + self.z_dropout * unaided
             everyone1, everyone2 = gather(s1.float()), gather(s2.float())
             spread = (variance_term(everyone1) + variance_term(everyone2)) / 2
