@@ -10,8 +10,9 @@ Rows: raw pixels, a random-init encoder, and ours after `sslcli train-siamese` (
 `--command train-latent`) on the train images with the given settings (pass the training
 options after --). Then how well the model's energy separates positive pairs (two augmented
 views of one held-out image) from negative pairs (views of two different held-out images), as
-ROC-AUC over the first 20 test images of each class: F and E(z=0) (and the mean z-gap) for a
-latent model, 1 - cosine of the projections for a joint-embedding one.
+ROC-AUC over the first 20 test images of each class: F and E(z=0) (and the mean z-gap, also
+as a share of the mean E(z=0)) for a latent model, 1 - cosine of the projections for a
+joint-embedding one.
 
 Run: python benchmarks/siamese_quality.py --work /tmp/digits-bench -- --backbone tiny-cnn
      --epochs 30 --batch-size 256 --crop-scale 0.4,1 --flip-prob 0
@@ -178,6 +179,7 @@ def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
         "F": _auc(matrices["energy"]),
         "E(z=0)": _auc(matrices["energy_at_zero"]),
         "mean z-gap": matrices["z_gap"].mean().item(),
+        "z-gap / E(z=0)": (matrices["z_gap"].mean() / matrices["energy_at_zero"].mean()).item(),
     }
 
 
