@@ -27,7 +27,7 @@ Data = Annotated[
     ),
 ]
 
-Backbone = Annotated[str, typer.Option(help="Encoder: resnet18, resnet50, tiny-cnn.")]
+Backbone = Annotated[str, typer.Option(help="Encoder: resnet18, resnet50, tiny-cnn, small-cnn.")]
 
 Size = Annotated[
     int, typer.Option(help="Training resolution in pixels (images are decoded once to it).")

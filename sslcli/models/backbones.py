@@ -50,3 +50,13 @@ def tiny_cnn(small_images: bool = False) -> nn.Module:
     from sslcli.models.tiny_cnn import TinyCNN
 
     return TinyCNN()
+
+
+@BACKBONES.register(
+    "small-cnn", "6-layer CNN, 256-d features (0.6M parameters); CPU, sees a whole 32 px image"
+)
+def small_cnn(small_images: bool = False) -> nn.Module:
+    """The tiny CNN with two more blocks: its features see all of a 32 px image."""
+    from sslcli.models.tiny_cnn import SMALL_BLOCKS, TinyCNN
+
+    return TinyCNN(blocks=SMALL_BLOCKS)

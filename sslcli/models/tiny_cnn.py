@@ -1,9 +1,14 @@
-"""A small convolutional encoder: fast enough for tests and for CPU training on small images."""
+"""Small convolutional encoders: fast enough for tests and for CPU training on small images."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+TINY_BLOCKS = ((1, 1), (2, 2), (2, 1), (4, 2))
+"""(width multiplier, stride) of each 3x3 conv block: 4 blocks, 13 px receptive field."""
+SMALL_BLOCKS = ((1, 1), (2, 2), (2, 1), (4, 2), (4, 1), (8, 2))
+"""Two more blocks and a third stride: a 29 px receptive field, a whole 32 px image's worth."""
 
 
 def _block(channels_in: int, channels_out: int, stride: int) -> nn.Sequential:
@@ -15,19 +20,16 @@ def _block(channels_in: int, channels_out: int, stride: int) -> nn.Sequential:
 
 
 class TinyCNN(nn.Module):
-    """Four 3x3 conv blocks (two of them strided) and global average pooling."""
+    """3x3 conv blocks (BatchNorm, ReLU) and global average pooling."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, blocks: tuple[tuple[int, int], ...] = TINY_BLOCKS) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            _block(3, width, 1),
-            _block(width, width * 2, 2),
-            _block(width * 2, width * 2, 1),
-            _block(width * 2, width * 4, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.out_dim = width * 4
+        layers, channels = [], 3
+        for multiplier, stride in blocks:
+            layers.append(_block(channels, width * multiplier, stride))
+            channels = width * multiplier
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = channels
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)

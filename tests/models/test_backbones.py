@@ -7,7 +7,12 @@ from sslcli.models.backbones import BACKBONES
 
 @pytest.mark.parametrize(
     ("name", "dim", "millions"),
-    [("resnet18", 512, 11.2), ("resnet50", 2048, 23.5), ("tiny-cnn", 128, 0.1)],
+    [
+        ("resnet18", 512, 11.2),
+        ("resnet50", 2048, 23.5),
+        ("tiny-cnn", 128, 0.1),
+        ("small-cnn", 256, 0.6),
+    ],
 )
 def test_backbones_give_features_of_their_stated_size(name: str, dim: int, millions: float) -> None:
     backbone = BACKBONES.create(name).eval()
