@@ -36,3 +36,15 @@ def test_resnet_weights_load_into_plain_torchvision() -> None:
     plain = torchvision.models.resnet18(weights=None)
     missing, unexpected = plain.load_state_dict(ours, strict=False)
     assert sorted(missing) == ["fc.bias", "fc.weight"] and unexpected == []
+
+
+@pytest.mark.parametrize(("name", "field"), [("tiny-cnn", 13), ("small-cnn", 29)])
+def test_cnn_receptive_fields_are_as_stated(name: str, field: int) -> None:
+    """The input pixels one central feature-map cell depends on span ``field`` pixels."""
+    trunk = BACKBONES.create(name).eval().features[:-2]  # without the pooling
+    images = torch.randn(4, 3, 64, 64, requires_grad=True)
+    cells = trunk(images)
+    middle = cells.shape[-1] // 2
+    cells[..., middle, middle].sum().backward()
+    reached = images.grad.abs().sum(dim=(0, 1, 2)) > 0
+    assert int(reached.sum()) == field
