@@ -159,8 +159,8 @@ PER_CLASS = 20
 
 def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
     """ROC-AUC of each energy for positive (diagonal) vs negative pairs, one augmented view
-    each: F and E(z=0) for a latent model (and its mean z-gap), 1 - cosine of the
-    projections for a joint-embedding one."""
+    each: F and E(z=0) for a latent model (and its mean z-gap, absolute and as a share of
+    the mean E(z=0)), 1 - cosine of the projections for a joint-embedding one."""
     from sslcli.energy import energy_matrices
     from sslcli.models.trained import load_model
 
