@@ -58,14 +58,17 @@ def _metrics(run: Path) -> list[dict]:
 def test_a_run_writes_config_metrics_checkpoints_and_a_plain_encoder(
     digits: Path, tmp_path: Path
 ) -> None:
-    result = _train(digits, tmp_path, "run", "--json", "--crop-scale", "0.3,1", "--flip-prob", "0")
+    result = _train(
+        digits, tmp_path, "run", "--json", "--crop-scale", "0.3,1", "--flip-prob", "0",
+        "--rotation", "15",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     run = tmp_path / "run"
     assert report["step"] == 4 and not report["interrupted"] and 0 <= report["knn_accuracy"] <= 1
     config = json.loads((run / "config.json").read_text())
     assert config["batch_size"] == 16 and config["lr"] == 0.5 * 16 / 256 and config["small_images"]
-    assert config["view_changes"] == {"crop_scale": [0.3, 1.0], "flip_prob": 0.0}
+    assert config["view_changes"] == {"crop_scale": [0.3, 1.0], "flip_prob": 0.0, "rotation": 15.0}
     steps = [m for m in _metrics(run) if "loss" in m]
     assert [m["step"] for m in steps] == [2, 4] and all("embedding_std" in m for m in steps)
     assert [m["epoch"] for m in _metrics(run) if "knn_accuracy" in m] == [1, 2]

@@ -99,20 +99,31 @@ def resized_crop(
     boxes: torch.Tensor,
     flips: torch.Tensor,
     size: int,
+    angles: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Crop ``boxes`` (top, left, height, width in pixels), mirror where ``flips``, and resize
-    to ``size`` x ``size``, in one bilinear resampling step.
+    """Crop ``boxes`` (top, left, height, width in pixels), turn each crop counter-clockwise by
+    ``angles`` (degrees) about its centre, mirror where ``flips``, and resize to ``size`` x
+    ``size``, in one bilinear resampling step. Pixels a rotation brings in from outside the
+    image repeat its edge (``padding_mode="border"``).
 
     ``images`` may be padded beyond each sample's real size: boxes address real pixels only.
     """
     count, _, padded_height, padded_width = images.shape
     top, left, height, width = boxes.to(images.dtype).unbind(dim=1)
-    scale_x = width / padded_width
-    scale_y = height / padded_height
-    theta = torch.zeros(count, 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0] = torch.where(flips, -scale_x, scale_x)
+    mirror = torch.where(flips, -1.0, 1.0).to(images.dtype)
+    if angles is None:
+        cos, sin = torch.ones_like(width), torch.zeros_like(width)
+    else:
+        radians = torch.deg2rad(angles.to(images.dtype))
+        cos, sin = torch.cos(radians), torch.sin(radians)
+    # Output point (x, y) in [-1, 1]^2 -> the crop's pixel offsets (mirror x w/2, y h/2) from
+    # its centre, rotated in pixel space (so non-square crops stay undistorted) -> the input.
+    theta = torch.empty(count, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = cos * mirror * width / padded_width
+    theta[:, 0, 1] = -sin * height / padded_width
     theta[:, 0, 2] = (2 * left + width) / padded_width - 1
-    theta[:, 1, 1] = scale_y
+    theta[:, 1, 0] = sin * mirror * width / padded_height
+    theta[:, 1, 1] = cos * height / padded_height
     theta[:, 1, 2] = (2 * top + height) / padded_height - 1
     grid = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -20,6 +20,9 @@ class ViewRecipe:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
+    rotation: float = 0.0
+    """Largest rotation in degrees: each view turns about its crop's centre by an angle drawn
+    uniformly from [-rotation, rotation] (corners outside the image repeat its edge pixels)."""
 
     @property
     def blur_kernel_size(self) -> int:

@@ -1,8 +1,9 @@
 """One view of a batch: sample per-sample parameters from a recipe, then apply them.
 
-The op order is torchvision's SSL pipeline: random resized crop (with the horizontal flip,
-in one resampling step), colour jitter (its four ops in random order per sample), grayscale,
-Gaussian blur, solarisation. Parameter distributions follow torchvision's transforms.
+The op order is torchvision's SSL pipeline: random resized crop (with the rotation and the
+horizontal flip, in one resampling step), colour jitter (its four ops in random order per
+sample), grayscale, Gaussian blur, solarisation. Parameter distributions follow torchvision's
+transforms.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ViewParams:
     boxes: torch.Tensor
     """(N, 4) crop top, left, height, width in source pixels."""
     flips: torch.Tensor
+    angles: torch.Tensor
+    """(N,) rotation in degrees, counter-clockwise."""
     jittered: torch.Tensor
     factors: torch.Tensor
     """(N, 4) brightness, contrast, saturation factors and hue shift."""
@@ -59,6 +62,7 @@ class ViewParams:
         record: dict[str, Any] = {
             "crop": {"top": top, "left": left, "height": height, "width": width},
             "flip": bool(self.flips[index]),
+            "rotation": round(float(self.angles[index]), 3),
             "jitter": None,
             "grayscale": bool(self.grayscale[index]),
             "blur_sigma": round(float(self.sigmas[index]), 4) if self.blurred[index] else None,
@@ -142,6 +146,7 @@ def sample_view(
     return ViewParams(
         boxes=sample_crop_boxes(recipe, heights, widths, draw(0, 4 * CROP_ATTEMPTS)).long(),
         flips=draw(1, 1)[:, 0] < recipe.flip_prob,
+        angles=_between(-recipe.rotation, recipe.rotation, draw(4, 1)[:, 0]),
         jittered=jitter_u[:, 0] < recipe.jitter_prob,
         factors=factors,
         order=jitter_u[:, 5:9].argsort(dim=1),
@@ -208,7 +213,11 @@ def apply_views(
         crops = torch.cat(
             [
                 ops.resized_crop(
-                    images, _to(views[k][0].boxes, images), _to(views[k][0].flips, images), size
+                    images,
+                    _to(views[k][0].boxes, images),
+                    _to(views[k][0].flips, images),
+                    size,
+                    _to(views[k][0].angles, images),
                 )
                 for k in members
             ]

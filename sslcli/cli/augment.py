@@ -18,6 +18,7 @@ from sslcli.cli.view_options import (
     GrayscaleProb,
     Jitter,
     JitterProb,
+    Rotation,
     SolarizeProb,
     view_changes,
 )
@@ -48,6 +49,7 @@ def augment(
     grayscale_prob: GrayscaleProb = None,
     blur_prob: BlurProb = None,
     solarize_prob: SolarizeProb = None,
+    rotation: Rotation = None,
     local_size: Annotated[
         int | None, typer.Option(help="Side of local crops (dino) [default: 96].")
     ] = None,
@@ -104,6 +106,7 @@ def augment(
         grayscale_prob,
         blur_prob,
         solarize_prob,
+        rotation,
     )
     if size is not None:
         changes["size"] = size

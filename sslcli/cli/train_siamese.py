@@ -42,6 +42,7 @@ from sslcli.cli.view_options import (
     GrayscaleProb,
     Jitter,
     JitterProb,
+    Rotation,
     SolarizeProb,
 )
 from sslcli.errors import usage_error
@@ -62,6 +63,7 @@ def train_siamese(
     grayscale_prob: GrayscaleProb = None,
     blur_prob: BlurProb = None,
     solarize_prob: SolarizeProb = None,
+    rotation: Rotation = None,
     epochs: Epochs = 100,
     batch_size: BatchSize = 256,
     optimizer: Optimizer = None,

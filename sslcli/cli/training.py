@@ -151,6 +151,7 @@ VIEW_OPTIONS = (
     "grayscale_prob",
     "blur_prob",
     "solarize_prob",
+    "rotation",
 )
 PASSED_ON = (
     "backbone", "size", "small_images", "preset", "epochs", "batch_size", "optimizer",

@@ -21,6 +21,14 @@ FlipProb = Annotated[float | None, typer.Option(help="Probability of a horizonta
 GrayscaleProb = Annotated[float | None, typer.Option(help="Probability of grayscale.")]
 BlurProb = Annotated[float | None, typer.Option(help="Probability of Gaussian blur.")]
 SolarizeProb = Annotated[float | None, typer.Option(help="Probability of solarisation.")]
+Rotation = Annotated[
+    float | None,
+    typer.Option(
+        help="Largest rotation in degrees: each view turns by a random angle in +-DEG "
+        "[default: 0].",
+        show_default=False,
+    ),
+]
 
 
 def _pair(text: str | None, option: str) -> tuple[float, float] | None:
@@ -59,6 +67,12 @@ def _probability(value: float | None, option: str) -> float | None:
     return value
 
 
+def _rotation(value: float | None) -> float | None:
+    if value is not None and not 0 <= value <= 180:
+        raise usage_error(f"--rotation is a largest angle from 0 to 180 degrees, got {value}")
+    return value
+
+
 def view_changes(
     crop_scale: str | None,
     crop_ratio: str | None,
@@ -68,6 +82,7 @@ def view_changes(
     grayscale_prob: float | None,
     blur_prob: float | None,
     solarize_prob: float | None,
+    rotation: float | None,
 ) -> dict[str, Any]:
     """The recipe fields the options set (validated); options left out are absent."""
     changes = {
@@ -79,5 +94,6 @@ def view_changes(
         "grayscale_prob": _probability(grayscale_prob, "--grayscale-prob"),
         "blur_prob": _probability(blur_prob, "--blur-prob"),
         "solarize_prob": _probability(solarize_prob, "--solarize-prob"),
+        "rotation": _rotation(rotation),
     }
     return {name: value for name, value in changes.items() if value is not None}

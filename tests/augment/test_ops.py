@@ -72,3 +72,32 @@ def test_resized_crop_with_flip_matches_torchvision(batch: torch.Tensor) -> None
         inner = (slice(None), slice(1, -1), slice(1, -1))
         torch.testing.assert_close(result[index][inner], expected[inner], atol=1e-5, rtol=0)
         assert (result[index] - expected).abs().mean() < 0.02
+
+
+def test_rotated_crop_matches_torchvision_crop_then_rotate(batch: torch.Tensor) -> None:
+    # crops of the output's size, so torchvision resamples once (to rotate), as we do
+    boxes = torch.tensor([[8, 16, 24, 24], [0, 0, 24, 24], [24, 40, 24, 24], [10, 10, 24, 24]])
+    flips = torch.tensor([False, True, False, True])
+    angles = torch.tensor([30.0, -50.0, 90.0, 12.5])
+    result = ops.resized_crop(batch, boxes, flips, 24, angles)
+    rows, columns = torch.meshgrid(torch.arange(24), torch.arange(24), indexing="ij")
+    # torchvision fills what a rotation brings in with 0, we read the image around the crop:
+    # compare the disk that stays inside the crop at any angle
+    disk = (rows - 11.5) ** 2 + (columns - 11.5) ** 2 < 11**2
+    for index, ((top, left, height, width), angle) in enumerate(
+        zip(boxes.tolist(), angles.tolist(), strict=True)
+    ):
+        crop = TF.resized_crop(batch[index], top, left, height, width, [24, 24], antialias=False)
+        expected = TF.rotate(crop, angle, interpolation=TF.InterpolationMode.BILINEAR)
+        if flips[index]:
+            expected = TF.horizontal_flip(expected)
+        torch.testing.assert_close(result[index][:, disk], expected[:, disk], atol=1e-5, rtol=0)
+
+
+def test_a_zero_angle_is_the_unrotated_crop(batch: torch.Tensor) -> None:
+    boxes = torch.tensor([[5, 7, 20, 30], [10, 3, 33, 21], [0, 0, 48, 64], [1, 40, 12, 24]])
+    flips = torch.tensor([True, False, False, True])
+    plain = ops.resized_crop(batch, boxes, flips, 16)
+    torch.testing.assert_close(ops.resized_crop(batch, boxes, flips, 16, torch.zeros(4)), plain)
+    quarter = ops.resized_crop(batch, boxes[2:3], flips[2:3], 16, torch.tensor([90.0]))
+    assert not torch.allclose(quarter, plain[2:3], atol=0.05)

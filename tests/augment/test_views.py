@@ -107,6 +107,16 @@ def test_probabilities_of_each_op() -> None:
     assert _ks_statistic(sigmas, np.random.default_rng(0).uniform(0.1, 2.0, DRAWS)) < KS_BOUND
 
 
+def test_rotation_angles_follow_torchvision_random_rotation() -> None:
+    angles = _ours(ViewRecipe(rotation=15.0)).angles.numpy()
+    torch.manual_seed(0)
+    rotate = T.RandomRotation(15.0)
+    theirs = np.array([rotate.make_params([])["angle"] for _ in range(DRAWS)])
+    assert _ks_statistic(angles, theirs) < KS_BOUND
+    assert np.abs(angles).max() <= 15.0
+    assert not _ours(ViewRecipe()).angles.any()
+
+
 def test_streams_are_independent() -> None:
     ids = torch.arange(DRAWS)
     a, b = uniforms(0, ids, 0, 1)[:, 0], uniforms(0, ids, 1, 1)[:, 0]

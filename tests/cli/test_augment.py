@@ -42,7 +42,15 @@ def test_writes_views_named_after_their_source_and_a_grid(photos: Path, tmp_path
     )
     assert report["ignored_files"] == 1 and report["skipped"] == []
     first = report["views"][0]
-    assert set(first["params"]) == {"crop", "flip", "jitter", "grayscale", "blur_sigma", "solarize"}
+    assert set(first["params"]) == {
+        "crop",
+        "flip",
+        "rotation",
+        "jitter",
+        "grayscale",
+        "blur_sigma",
+        "solarize",
+    }
     with Image.open(out / "chelsea_view0.png") as view:
         assert view.size == (32, 32) and view.mode == "RGB"
     with Image.open(tmp_path / "grid.png") as grid:
@@ -126,6 +134,7 @@ def test_input_errors_are_one_clear_sentence(tmp_path: Path, setup: str, says: s
         ("--crop-scale", "0.5", "two numbers"),
         ("--jitter", "0.4,0.4", "one strength or"),
         ("--blur-prob", "1.5", "probability between 0 and 1"),
+        ("--rotation", "-10", "largest angle from 0 to 180 degrees"),
         ("--preset", "simclrr", "did you mean simclr"),
         ("--views", "0", "--views must be 1 or more"),
     ],
@@ -152,8 +161,12 @@ def test_overrides_reach_the_views(photos: Path, tmp_path: Path) -> None:
         "1,1",
         "--crop-ratio",
         "1,1",
+        "--rotation",
+        "20",
     )
     views = json.loads(result.stdout)["views"]
+    angles = [v["params"]["rotation"] for v in views]
+    assert all(-20 <= angle <= 20 for angle in angles) and len(set(angles)) == len(angles)
     assert all(
         v["params"]["jitter"] is None and v["params"]["grayscale"] and v["params"]["flip"]
         for v in views
