@@ -11,6 +11,8 @@ prints the share of a training step that the inner z optimisation costs:
 Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
      python benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224
      python benchmarks/siamese_speed.py --method latent --backbone tiny-cnn --size 32
+     python benchmarks/siamese_speed.py --method vicreg --projector-hidden-dim 1024
+         --projector-dim 1024
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class _Timed:
 
 
 def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int]) -> float:
+    heads = {"hidden_dim": args.projector_hidden_dim, "projection_dim": args.projector_dim}
+    method_options = {**{k: v for k, v in heads.items() if v is not None}, **method_options}
     runtime = make_runtime(args.device, args.precision, 0)
     config = resolve_config(
         1, data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
@@ -100,6 +104,8 @@ def main() -> None:
     parser.add_argument("--preset", default="simclr", choices=PRESETS.names())
     parser.add_argument("--backbone", default="tiny-cnn")
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--projector-hidden-dim", type=int, help="[default: the method's]")
+    parser.add_argument("--projector-dim", type=int, help="[default: the method's]")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -125,7 +125,7 @@ def test_streams_are_independent() -> None:
 
 
 def test_a_view_is_the_same_whatever_the_batch_it_is_in() -> None:
-    recipe = ViewRecipe(size=24, blur_prob=0.5, solarize_prob=0.3)
+    recipe = ViewRecipe(size=24, blur_prob=0.5, solarize_prob=0.3, rotation=20.0)
     images = torch.rand(6, 3, 40, 50, generator=torch.Generator().manual_seed(1))
     ids = torch.arange(10, 16)
     sizes = torch.full((6,), 40), torch.full((6,), 50)
