@@ -32,7 +32,7 @@ def augment(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the views (created).")],
     preset: Annotated[
-        str, typer.Option(help="Recipe: simclr, byol, vicreg, moco-v2, dino, minimal.")
+        str, typer.Option(help="Recipe: simclr, byol, vicreg, moco-v2, dino, minimal, digits.")
     ] = "simclr",
     views: Annotated[
         int | None, typer.Option(help="Views per image [default: the preset's, 2; dino 8].")

@@ -46,7 +46,7 @@ def test_models_lists_the_registries_as_json() -> None:
     methods = [entry["name"] for entry in listing["ssl_methods"]]
     assert methods == ["simclr", "barlow", "byol", "moco", "simsiam", "vicreg", "latent"]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}
-    assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal"}
+    assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal", "digits"}
 
 
 def test_models_table_goes_to_stderr() -> None:
