@@ -25,6 +25,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,8 @@ def main() -> None:
     random = digits.knn(BACKBONES.create(backbone_name, small_images=True))
     print(f"random-init {backbone_name:<14} kNN {random:.3f}")
 
-    run = args.work / f"run-{int(time.time())}"
+    # a name of its own even when several runs start in the same second
+    run = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=args.work)) / "run"
     command = [sys.executable, "-m", "sslcli", args.command, str(digits.train_dir)]
     command += ["--size", str(SIZE), "--gpus", "0", "--out", str(run)]
     command += ["--cache-dir", str(args.work / "cache"), "--json", *options]

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
+from sslcli.engine.run_lock import run_folder_lock
 from tests.conftest import copy_digits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,6 +244,29 @@ def test_an_existing_run_is_never_overwritten(digits: Path, tmp_path: Path) -> N
     assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
     again = _train(digits, tmp_path, "run", "--epochs", "1")
     assert again.exit_code == 2 and "already holds a run" in again.stderr
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(digits: Path, tmp_path: Path) -> None:
+    # before its first checkpoint a run's folder looks unused: only the lock tells
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(digits)]
+    command += _options(tmp_path, "busy", "--epochs", "500")
+    first = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        config = tmp_path / "busy" / "config.json"  # written under the lock
+        deadline = time.monotonic() + 120
+        while not config.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = _train(digits, tmp_path, "busy", "--epochs", "1")
+        assert first.poll() is None, "the first run should still be training"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.exit_code == 2
+    assert "another sslcli run is training in" in second.stderr and "Traceback" not in second.output
+    with run_folder_lock(tmp_path / "busy"):  # the lock went with the killed process
+        pass
 
 
 def test_resume_from_a_mismatched_run_is_refused(digits: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ reported."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -199,6 +200,7 @@ def start_run(
     from sslcli.engine.atomic import write_text_atomic
     from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, resolve_resume
     from sslcli.engine.launch import launch, plan_launch
+    from sslcli.engine.run_lock import run_folder_lock
     from sslcli.siamese import ENCODER_FOLDER, RESULT_FILE, resolve_config
     from sslcli.siamese import train_siamese as worker
 
@@ -215,17 +217,19 @@ def start_run(
     resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
         run_dir.resolve()
     )
-    if not resuming_here and (run_dir / CHECKPOINTS_FOLDER).exists():
-        raise usage_error(
-            f"{run_dir} already holds a run",
-            f"continue it with --resume {run_dir}, or choose another --out",
-        )
-    if main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
-        if not as_json:
-            _print_settings(command, config, plan.device_type, run_dir, checkpoint)
-    launch(plan, config.precision, config.seed, worker, config, run_dir, checkpoint)
+    # the main process holds the folder from before the check until training ends, so two
+    # runs started with one --out cannot both pass the check and write over each other
+    with run_folder_lock(run_dir) if main_process else contextlib.nullcontext():
+        if not resuming_here and (run_dir / CHECKPOINTS_FOLDER).exists():
+            raise usage_error(
+                f"{run_dir} already holds a run",
+                f"continue it with --resume {run_dir}, or choose another --out",
+            )
+        if main_process:
+            write_text_atomic(run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
+            if not as_json:
+                _print_settings(command, config, plan.device_type, run_dir, checkpoint)
+        launch(plan, config.precision, config.seed, worker, config, run_dir, checkpoint)
     if not main_process:
         return
     result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
