@@ -90,6 +90,7 @@ def train_mlm(
     as_json: Annotated[bool, typer.Option("--json", help="Write the result to stdout.")] = False,
 ) -> None:
     """Train a masked-language model (BERT's objective) on your own text."""
+    from sslcli.engine.run_lock import run_folder_lock
     from sslcli.text.train_mlm import MLMConfig, prepare_run
     from sslcli.text.train_mlm import train_mlm as run_training
 
@@ -117,15 +118,17 @@ def train_mlm(
     )
     config.validate()
     run_dir, checkpoint = prepare_run(out, resume)
-    if not as_json:
-        _print_settings(config, run_dir, checkpoint)
-    result = run_training(
-        config,
-        run_dir,
-        checkpoint,
-        show_progress=not as_json,
-        announce=None if as_json else lambda line: stderr.print(line, soft_wrap=True),
-    )
+    with run_folder_lock(run_dir):
+        prepare_run(out, resume)  # again, under the lock: another run may have begun meanwhile
+        if not as_json:
+            _print_settings(config, run_dir, checkpoint)
+        result = run_training(
+            config,
+            run_dir,
+            checkpoint,
+            show_progress=not as_json,
+            announce=None if as_json else lambda line: stderr.print(line, soft_wrap=True),
+        )
     if as_json:
         print_json(result.as_dict() | {"model": str(run_dir)})
         return

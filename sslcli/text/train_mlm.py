@@ -36,6 +36,7 @@ from sslcli.engine.checkpoint import (
 from sslcli.engine.metrics_log import MetricsLog
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.progress import progress_bar
+from sslcli.engine.run_lock import LOCK_FILE
 from sslcli.engine.signals import catch_stop_signals
 from sslcli.errors import runtime_error, usage_error
 from sslcli.text.corpus import build_blocks, corpus_digest, corpus_files
@@ -148,7 +149,7 @@ class MLMResult:
 
 def prepare_run(out: Path | None, resume: Path | None) -> tuple[Path, Path | None]:
     """The run folder and the checkpoint to resume from. A folder that holds anything is
-    never reused, except to resume the run it holds."""
+    never reused, except to resume the run it holds (its lock file aside: see run_lock)."""
     checkpoint = resolve_resume(resume) if resume is not None else None
     if out is None:
         if checkpoint is None or checkpoint.parent.name != CHECKPOINTS_FOLDER:
@@ -157,7 +158,7 @@ def prepare_run(out: Path | None, resume: Path | None) -> tuple[Path, Path | Non
     resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(out.resolve())
     if out.exists() and not out.is_dir():
         raise usage_error(f"--out {out} is a file", "choose a folder")
-    if not resuming_here and out.is_dir() and any(out.iterdir()):
+    if not resuming_here and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
         raise usage_error(
             f"{out} is not empty: a run folder is never overwritten",
             f"continue its run with --resume {out}, or choose another --out",

@@ -80,3 +80,17 @@ def test_a_stopped_run_prints_the_command_that_continues_it(tmp_path: Path) -> N
     continued = runner.invoke(app, hint.replace("--minutes 0.0001", "").split()[1:])
     assert continued.exit_code == 0, continued.output
     assert json.loads((out / "result.json").read_text())["step"] == 9
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
+    from sslcli.engine.run_lock import run_folder_lock
+
+    tokenizer = write_bert_tokenizer(tmp_path / "tokenizer")
+    out = tmp_path / "run"
+    args = ["train-mlm", str(SAMPLE_TEXT), "--init", "tiny", "--tokenizer", str(tokenizer)]
+    args += ["--out", str(out), "--steps", "2", "--seq-len", "32", "--batch-size", "8"]
+    with run_folder_lock(out):  # as another run, still training, holds it
+        busy = runner.invoke(app, [*args, "--gpus", "0"])
+    assert busy.exit_code == 2 and "another sslcli run is training in" in busy.stderr
+    # its lock file alone does not make the folder "not empty"
+    assert runner.invoke(app, [*args, "--gpus", "0"]).exit_code == 0
