@@ -90,8 +90,7 @@ def train_mlm(
     as_json: Annotated[bool, typer.Option("--json", help="Write the result to stdout.")] = False,
 ) -> None:
     """Train a masked-language model (BERT's objective) on your own text."""
-    from sslcli.engine.run_lock import run_folder_lock
-    from sslcli.text.train_mlm import MLMConfig, prepare_run
+    from sslcli.text.train_mlm import MLMConfig, claimed_run
     from sslcli.text.train_mlm import train_mlm as run_training
 
     config = MLMConfig(
@@ -117,9 +116,7 @@ def train_mlm(
         device=device_for(gpus, device),
     )
     config.validate()
-    run_dir, checkpoint = prepare_run(out, resume)
-    with run_folder_lock(run_dir):
-        prepare_run(out, resume)  # again, under the lock: another run may have begun meanwhile
+    with claimed_run(out, resume) as (run_dir, checkpoint):
         if not as_json:
             _print_settings(config, run_dir, checkpoint)
         result = run_training(

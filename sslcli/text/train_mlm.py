@@ -15,12 +15,13 @@ data order and masks, and ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ from sslcli.engine.checkpoint import (
 from sslcli.engine.metrics_log import MetricsLog
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.progress import progress_bar
-from sslcli.engine.run_lock import LOCK_FILE
+from sslcli.engine.run_lock import LOCK_FILE, run_folder_lock
 from sslcli.engine.signals import catch_stop_signals
 from sslcli.errors import runtime_error, usage_error
 from sslcli.text.corpus import build_blocks, corpus_digest, corpus_files
@@ -147,9 +148,11 @@ class MLMResult:
         return asdict(self)
 
 
-def prepare_run(out: Path | None, resume: Path | None) -> tuple[Path, Path | None]:
-    """The run folder and the checkpoint to resume from. A folder that holds anything is
-    never reused, except to resume the run it holds (its lock file aside: see run_lock)."""
+@contextlib.contextmanager
+def claimed_run(out: Path | None, resume: Path | None) -> Iterator[tuple[Path, Path | None]]:
+    """The run folder and the checkpoint to resume from, the folder locked for this process
+    meanwhile (see run_lock). A folder that holds anything is never reused, except to resume
+    the run it holds."""
     checkpoint = resolve_resume(resume) if resume is not None else None
     if out is None:
         if checkpoint is None or checkpoint.parent.name != CHECKPOINTS_FOLDER:
@@ -158,12 +161,13 @@ def prepare_run(out: Path | None, resume: Path | None) -> tuple[Path, Path | Non
     resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(out.resolve())
     if out.exists() and not out.is_dir():
         raise usage_error(f"--out {out} is a file", "choose a folder")
-    if not resuming_here and out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
-        raise usage_error(
-            f"{out} is not empty: a run folder is never overwritten",
-            f"continue its run with --resume {out}, or choose another --out",
-        )
-    return out, checkpoint
+    with run_folder_lock(out):
+        if not resuming_here and any(p.name != LOCK_FILE for p in out.iterdir()):
+            raise usage_error(
+                f"{out} is not empty: a run folder is never overwritten",
+                f"continue its run with --resume {out}, or choose another --out",
+            )
+        yield out, checkpoint
 
 
 def train_mlm(

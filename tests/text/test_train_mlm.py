@@ -15,7 +15,7 @@ from sslcli.errors import SSLError
 from sslcli.text.fill_mask import FillMask
 from sslcli.text.init_model import initial_model
 from sslcli.text.loading import load_masked_lm
-from sslcli.text.train_mlm import MLMConfig, prepare_run, train_mlm
+from sslcli.text.train_mlm import MLMConfig, claimed_run, train_mlm
 from tests.text.tiny_models import SAMPLE_TEXT
 
 
@@ -37,8 +37,8 @@ def config(tokenizer_folder: Path, **changes: object) -> MLMConfig:
 
 
 def run(settings: MLMConfig, out: Path, resume: Path | None = None, **options: object):
-    run_dir, checkpoint = prepare_run(out, resume)
-    return train_mlm(settings, run_dir, checkpoint, show_progress=False, **options)
+    with claimed_run(out, resume) as (run_dir, checkpoint):
+        return train_mlm(settings, run_dir, checkpoint, show_progress=False, **options)
 
 
 def test_a_few_steps_lower_the_loss_and_the_model_reloads(
@@ -105,8 +105,11 @@ def test_ctrl_c_saves_and_stops_cleanly(bert_tokenizer: Path, tmp_path: Path) ->
 def test_a_run_folder_is_never_overwritten(bert_tokenizer: Path, tmp_path: Path) -> None:
     settings = config(bert_tokenizer, steps=3)
     run(settings, tmp_path / "run")
-    with pytest.raises(SSLError, match="is not empty") as error:
-        prepare_run(tmp_path / "run", None)
+    with (
+        pytest.raises(SSLError, match="is not empty") as error,
+        claimed_run(tmp_path / "run", None),
+    ):
+        pass
     assert error.value.exit_code == 2
     assert run(config(bert_tokenizer, steps=4), tmp_path / "run", tmp_path / "run").step == 4
     with pytest.raises(SSLError, match="mismatched checkpoint: lr"):
