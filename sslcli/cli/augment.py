@@ -35,11 +35,11 @@ def augment(
         str, typer.Option(help="Recipe: simclr, byol, vicreg, moco-v2, dino, minimal, digits.")
     ] = "simclr",
     views: Annotated[
-        int | None, typer.Option(help="Views per image [default: the preset's, 2; dino 8].")
+        int | None, typer.Option(help="Views per image \\[default: the preset's, 2; dino 8].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same views.")] = 0,
     size: Annotated[
-        int | None, typer.Option(help="Side of the (global) views in pixels [default: 224].")
+        int | None, typer.Option(help="Side of the (global) views in pixels \\[default: 224].")
     ] = None,
     crop_scale: CropScale = None,
     crop_ratio: CropRatio = None,
@@ -51,7 +51,7 @@ def augment(
     solarize_prob: SolarizeProb = None,
     rotation: Rotation = None,
     local_size: Annotated[
-        int | None, typer.Option(help="Side of local crops (dino) [default: 96].")
+        int | None, typer.Option(help="Side of local crops (dino) \\[default: 96].")
     ] = None,
     grid: Annotated[
         Path | None,
@@ -59,7 +59,7 @@ def augment(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images augmented together.")] = 64,
     gpus: Annotated[
-        int | None, typer.Option(help="1: run on the GPU; 0: the CPU [default: GPU if present].")
+        int | None, typer.Option(help="1: run on the GPU; 0: the CPU \\[default: GPU if present].")
     ] = None,
     strict: Annotated[
         bool, typer.Option(help="Fail on the first unreadable image instead of skipping it.")

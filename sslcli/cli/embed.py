@@ -53,7 +53,7 @@ def embed(
     knn_out: Annotated[
         Path | None,
         typer.Option(
-            help="Where the neighbours go (.csv or .json) [default: OUT.knn.csv].",
+            help="Where the neighbours go (.csv or .json) \\[default: OUT.knn.csv].",
             show_default=False,
         ),
     ] = None,

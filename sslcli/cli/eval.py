@@ -37,7 +37,7 @@ def evaluate(
     test_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Labelled test folder [default: hold out --test-fraction of DATA].",
+            help="Labelled test folder \\[default: hold out --test-fraction of DATA].",
             show_default=False,
         ),
     ] = None,

@@ -22,28 +22,28 @@ ModelName = Annotated[
         "--model",
         "-m",
         help="Run folder, checkpoint or encoder folder, backbone name (random weights), or "
-        "transformers vision model (folder or hub id) [default: the newest run under ./runs].",
+        "transformers vision model (folder or hub id) \\[default: the newest run under ./runs].",
         show_default=False,
     ),
 ]
 Size = Annotated[
     int | None,
     typer.Option(
-        help="Image side in pixels [default: the model's training size].", show_default=False
+        help="Image side in pixels \\[default: the model's training size].", show_default=False
     ),
 ]
 Space = Annotated[
     str | None,
     typer.Option(
         help="Embeddings after the projection head (projector) or the backbone's features "
-        "(backbone) [default: projector when the model has one].",
+        "(backbone) \\[default: projector when the model has one].",
         show_default=False,
     ),
 ]
 Gpus = Annotated[
     int | None,
     typer.Option(
-        help="GPUs to shard the images over; 0 = CPU [default: 1 if CUDA is present].",
+        help="GPUs to shard the images over; 0 = CPU \\[default: 1 if CUDA is present].",
         show_default=False,
     ),
 ]
@@ -55,7 +55,7 @@ BatchSize = Annotated[int, typer.Option(help="Images per forward pass.")]
 CacheDir = Annotated[
     Path | None,
     typer.Option(
-        help="Where decoded images are cached [default: ~/.cache/sslcli/images].",
+        help="Where decoded images are cached \\[default: ~/.cache/sslcli/images].",
         show_default=False,
     ),
 ]

@@ -36,7 +36,7 @@ def sweep(
     radius: Annotated[
         float | None,
         typer.Option(
-            help="||z|| of the swept values [default: the 90th percentile of ||z*|| between "
+            help="||z|| of the swept values \\[default: the 90th percentile of ||z*|| between "
             "the image and the gallery].",
             show_default=False,
         ),

@@ -9,7 +9,7 @@ import typer
 Gpus = Annotated[
     int | None,
     typer.Option(
-        help="0 = CPU, 1 = one GPU [default: a GPU if CUDA is present]. One device only.",
+        help="0 = CPU, 1 = one GPU \\[default: a GPU if CUDA is present]. One device only.",
         show_default=False,
     ),
 ]

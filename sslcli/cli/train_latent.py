@@ -71,35 +71,35 @@ def train_latent(
     projector_hidden_dim: ProjectorHiddenDim = None,
     projector_dim: ProjectorDim = None,
     latent_dim: Annotated[
-        int | None, typer.Option(help="Dimensions of z [default: 16].", show_default=False)
+        int | None, typer.Option(help="Dimensions of z \\[default: 16].", show_default=False)
     ] = None,
     z_steps: Annotated[
         int | None,
         typer.Option(
-            help="Gradient steps inferring z per sample [default: 5].", show_default=False
+            help="Gradient steps inferring z per sample \\[default: 5].", show_default=False
         ),
     ] = None,
     z_lr: Annotated[
         float | None,
-        typer.Option(help="Step size of those steps [default: 10].", show_default=False),
+        typer.Option(help="Step size of those steps \\[default: 10].", show_default=False),
     ] = None,
     z_reg: Annotated[
         str | None,
         typer.Option(
-            help="Regulariser R(z): l2 (||z||^2/2) or l1 [default: l2].", show_default=False
+            help="Regulariser R(z): l2 (||z||^2/2) or l1 \\[default: l2].", show_default=False
         ),
     ] = None,
     z_weight: Annotated[
         float | None,
         typer.Option(
-            help="Weight lambda of R(z) in F = min_z E + lambda R(z) [default: 0.1].",
+            help="Weight lambda of R(z) in F = min_z E + lambda R(z) \\[default: 0.1].",
             show_default=False,
         ),
     ] = None,
     z_dropout: Annotated[
         float | None,
         typer.Option(
-            help="Share of predictions made with z = 0, so x must carry them [default: 0.5].",
+            help="Share of predictions made with z = 0, so x must carry them \\[default: 0.5].",
             show_default=False,
         ),
     ] = None,

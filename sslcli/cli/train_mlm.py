@@ -38,7 +38,8 @@ def train_mlm(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Run folder; the trained model is saved in it [default: with --resume, its run].",
+            help="Run folder; the trained model is saved in it "
+            "\\[default: with --resume, its run].",
             show_default=False,
         ),
     ] = None,

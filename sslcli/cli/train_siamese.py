@@ -72,7 +72,7 @@ def train_siamese(
     warmup_epochs: WarmupEpochs = None,
     temperature: Annotated[
         float | None,
-        typer.Option(help="NT-Xent temperature (simclr) [default: 0.1].", show_default=False),
+        typer.Option(help="NT-Xent temperature (simclr) \\[default: 0.1].", show_default=False),
     ] = None,
     projector_hidden_dim: ProjectorHiddenDim = None,
     projector_dim: ProjectorDim = None,

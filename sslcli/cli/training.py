@@ -38,7 +38,7 @@ SmallImages = Annotated[
     bool | None,
     typer.Option(
         "--small-images/--no-small-images",
-        help="3x3 stride-1 ResNet stem [default: on for --size <= 64].",
+        help="3x3 stride-1 ResNet stem \\[default: on for --size <= 64].",
         show_default=False,
     ),
 ]
@@ -53,43 +53,47 @@ BatchSize = Annotated[
 
 Optimizer = Annotated[
     str | None,
-    typer.Option(help="sgd, lars or adamw [default: the method's].", show_default=False),
+    typer.Option(help="sgd, lars or adamw \\[default: the method's].", show_default=False),
 ]
 
 Lr = Annotated[
     float | None,
     typer.Option(
-        help="Learning rate per 256 images, times global batch/256 [default: the method's].",
+        help="Learning rate per 256 images, times global batch/256 \\[default: the method's].",
         show_default=False,
     ),
 ]
 
 WeightDecay = Annotated[
-    float | None, typer.Option(help="[default: the method's]", show_default=False)
+    float | None, typer.Option(help="\\[default: the method's]", show_default=False)
 ]
 
 WarmupEpochs = Annotated[
     int | None,
     typer.Option(
-        help="Linear warm-up, then cosine decay [default: min(10, epochs/10)].",
+        help="Linear warm-up, then cosine decay \\[default: min(10, epochs/10)].",
         show_default=False,
     ),
 ]
 
 ProjectorHiddenDim = Annotated[
     int | None,
-    typer.Option(help="Hidden width of the projector [default: the method's].", show_default=False),
+    typer.Option(
+        help="Hidden width of the projector \\[default: the method's].", show_default=False
+    ),
 ]
 
 ProjectorDim = Annotated[
     int | None,
-    typer.Option(help="Output width of the projector [default: the method's].", show_default=False),
+    typer.Option(
+        help="Output width of the projector \\[default: the method's].", show_default=False
+    ),
 ]
 
 Gpus = Annotated[
     int | None,
     typer.Option(
-        help="GPUs, one process each; 0 = CPU [default: 1 if CUDA is present].",
+        help="GPUs, one process each; 0 = CPU \\[default: 1 if CUDA is present].",
         show_default=False,
     ),
 ]
@@ -102,7 +106,7 @@ Seed = Annotated[int, typer.Option(help="Seed for initialisation, data order and
 Out = Annotated[
     Path | None,
     typer.Option(
-        help="Run folder [default: runs/KIND-TIME; with --resume, its run].",
+        help="Run folder \\[default: runs/KIND-TIME; with --resume, its run].",
         show_default=False,
     ),
 ]
@@ -117,7 +121,7 @@ EvalDir = Annotated[
     Path | None,
     typer.Option(
         help="Labelled folder (class sub-folders) for the kNN and probe accuracy "
-        "[default: DATA itself when it has classes].",
+        "\\[default: DATA itself when it has classes].",
         show_default=False,
     ),
 ]
@@ -131,7 +135,7 @@ OnlineProbe = Annotated[
 ]
 
 CheckpointEvery = Annotated[
-    int, typer.Option(help="Steps between checkpoints [default: 0 = every epoch].")
+    int, typer.Option(help="Steps between checkpoints \\[default: 0 = every epoch].")
 ]
 
 

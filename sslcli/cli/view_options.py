@@ -25,7 +25,7 @@ Rotation = Annotated[
     float | None,
     typer.Option(
         help="Largest rotation in degrees: each view turns by a random angle in +-DEG "
-        "[default: 0].",
+        "\\[default: 0].",
         show_default=False,
     ),
 ]

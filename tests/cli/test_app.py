@@ -1,8 +1,10 @@
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from sslcli import __version__
@@ -27,6 +29,20 @@ def test_every_command_has_help(name: str) -> None:
     result = runner.invoke(app, [name, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_defaults_written_in_help_texts_are_shown(name: str) -> None:
+    # rich reads an unescaped "[default: x]" as a style tag and drops it from the help
+    command = typer.main.get_command(app).commands[name]
+    shown = " ".join(
+        re.sub(
+            "[│╭╮╰╯─]", " ", runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+        ).split()
+    )
+    for param in command.params:
+        for written in re.findall(r"\\?(\[default:[^\]]*\])", param.help or ""):
+            assert " ".join(written.split()) in shown, (param.name, written)
 
 
 def test_version() -> None:
