@@ -2,7 +2,8 @@
 
 The lock is an advisory ``flock`` on ``RUN/.lock``: the operating system drops it when the
 process ends, however it ends, so a killed run never leaves a stale lock that would block
-``--resume``.
+``--resume``. On a filesystem that cannot lock (some network mounts) the run goes on
+unlocked: the lock guards against a mistake, it is no reason to refuse to train.
 """
 
 from __future__ import annotations
@@ -29,4 +30,6 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
                 f"another sslcli run is training in {run_dir} right now",
                 "wait for it to end, or choose another --out",
             ) from None
+        except OSError:  # no locks here (ENOLCK, EOPNOTSUPP): train unguarded
+            pass
         yield
