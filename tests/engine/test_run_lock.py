@@ -12,9 +12,9 @@ def test_a_held_folder_is_refused_until_released(tmp_path: Path) -> None:
     run = tmp_path / "new" / "run"
     with run_folder_lock(run):
         assert run.is_dir()
-        with pytest.raises(SSLError, match="another sslcli run is training in") as refused:
-            with run_folder_lock(run):
-                pass
+        busy = pytest.raises(SSLError, match="another sslcli run is training in")
+        with busy as refused, run_folder_lock(run):
+            pass
         assert refused.value.exit_code == 2
     with run_folder_lock(run):  # released on leaving the block
         pass
