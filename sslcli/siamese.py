@@ -44,6 +44,10 @@ def _regulariser(value: Any) -> str | None:
     return None if value in ("l2", "l1") else "must be l2 or l1"
 
 
+def _latent_target(value: Any) -> str | None:
+    return None if value in ("online", "ema") else "must be online or ema"
+
+
 _METHOD_OPTIONS = {
     "temperature": ("--temperature", _positive),
     "hidden_dim": ("--projector-hidden-dim", _positive),
@@ -54,6 +58,7 @@ _METHOD_OPTIONS = {
     "z_reg": ("--z-reg", _regulariser),
     "z_weight": ("--z-weight", _non_negative),
     "z_dropout": ("--z-dropout", _fraction),
+    "target": ("--target", _latent_target),
 }
 ENCODER_FOLDER = "encoder"
 RESULT_FILE = "result.json"

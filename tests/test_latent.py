@@ -30,10 +30,11 @@ def digits(tmp_path: Path) -> Path:
     return copy_digits(tmp_path / "digits")
 
 
+@pytest.mark.parametrize("target", ["online", "ema"])
 def test_a_run_logs_energy_z_gap_and_z_norm_and_resumes_exactly(
-    digits: Path, tmp_path: Path
+    digits: Path, tmp_path: Path, target: str
 ) -> None:
-    options = _options(tmp_path, "run", "--checkpoint-every", "1", "--json")
+    options = _options(tmp_path, "run", "--checkpoint-every", "1", "--json", "--target", target)
     result = runner.invoke(app, ["train-latent", str(digits), *options])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -42,6 +43,7 @@ def test_a_run_logs_energy_z_gap_and_z_norm_and_resumes_exactly(
     assert config["method"] == "latent" and config["method_options"]["latent_dim"] == 4
     # the defaults are recorded too, so a later change of a default cannot change this run
     assert config["method_options"]["z_weight"] == 0.1 and config["method_options"]["z_steps"]
+    assert config["method_options"]["target"] == target
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert all({"energy", "z_gap", "z_norm"} <= set(m) for m in steps if "loss" in m)
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights
@@ -49,9 +51,8 @@ def test_a_run_logs_energy_z_gap_and_z_norm_and_resumes_exactly(
     shutil.copytree(tmp_path / "run", tmp_path / "again")
     (tmp_path / "again" / "checkpoints" / "latest").write_text("step-00000003\n")
     shutil.rmtree(tmp_path / "again" / "checkpoints" / "step-00000004")
-    options = _options(
-        tmp_path, "again", "--checkpoint-every", "1", "--resume", str(tmp_path / "again")
-    )
+    options = _options(tmp_path, "again", "--checkpoint-every", "1", "--target", target)
+    options += ["--resume", str(tmp_path / "again")]
     resumed = runner.invoke(app, ["train-latent", str(digits), *options])
     assert resumed.exit_code == 0, resumed.output
     again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
@@ -64,6 +65,7 @@ def test_bad_latent_options_are_clear_errors(digits: Path, tmp_path: Path) -> No
         (("--z-reg", "l3"), "--z-reg must be l2 or l1"),
         (("--z-dropout", "1.5"), "--z-dropout must be between 0 and 1"),
         (("--latent-dim", "0"), "--latent-dim must be above 0"),
+        (("--target", "mean"), "--target must be online or ema"),
     ):
         result = runner.invoke(app, ["train-latent", str(digits), *_options(tmp_path, "x", *extra)])
         assert result.exit_code == 2 and message in result.stderr, result.output

@@ -95,6 +95,7 @@ SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
         # Barlow's large gradients: 1 process with 1 vs 2 threads already differs by 3e-5
         (("--method", "barlow", *SMALL_HEADS), 1e-4),
         (("--method", "latent", *SMALL_HEADS, "--z-lr", "20"), 2e-6),
+        (("--method", "latent", *SMALL_HEADS, "--z-lr", "20", "--target", "ema"), 2e-6),
     ],
 )
 def test_two_processes_equal_one_process_with_the_same_global_batch(

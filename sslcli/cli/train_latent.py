@@ -103,6 +103,14 @@ def train_latent(
             show_default=False,
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="What the predictor guesses: online (the other view's embedding, with"
+            " gradient) or ema (LayerNorm of a momentum copy's embedding) \\[default: online].",
+            show_default=False,
+        ),
+    ] = None,
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     precision: Precision = "auto",
@@ -133,6 +141,7 @@ def train_latent(
         "z_reg": z_reg,
         "z_weight": z_weight,
         "z_dropout": z_dropout,
+        "target": target,
     }
     run_command("train-latent", locals(), "latent", latent_options)
 

@@ -1,10 +1,16 @@
 """A latent-variable joint-embedding predictive architecture: no negatives, a regularised z.
 
-For two views x and y of an image: the context s_x = expander(backbone(x)); the target
-t = LayerNorm(EMA expander(EMA backbone(y))), without gradient; a predictor g(s_x, z) (an MLP
-with LayerNorm) guesses t from s_x and a small latent z.
+For two views x and y of an image: the context s_x = expander(backbone(x)); a target t_y; a
+predictor g(s_x, z) (an MLP with LayerNorm) guesses t_y from s_x and a small latent z.
+Two targets (``target``):
 
-- Energy E(x, y, z) = ||t - g(s_x, z)||^2 / D.
+- ``online`` (the default): t_y = s_y, the same network on the other view, with gradient, as
+  in LeCun's JEPA trained with VICReg's terms: the variance and covariance terms below keep
+  both embeddings from collapsing. It is the default because it measures better
+  (benchmarks/RESULTS.md): the EMA target collapsed with the small CNN.
+- ``ema``: t_y = LayerNorm(EMA expander(EMA backbone(y))), without gradient (BYOL / I-JEPA).
+
+- Energy E(x, y, z) = ||t_y - g(s_x, z)||^2 / D.
 - Regulariser R(z) = ||z||^2 / 2 (``l2``) or ||z||_1 (``l1``), weighted by ``z_weight``;
   z stays inside the box [-Z_BOUND, Z_BOUND].
 - Free energy F(x, y) = min_z E + z_weight R(z): from z = 0, ``z_steps`` proximal gradient
@@ -27,13 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.methods.base import MethodOutput, TrainingDefaults, per_view
-from sslcli.methods.momentum import MomentumTargetMethod
+from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults, per_view
+from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from sslcli.methods.vicreg import covariance_term, variance_term
 from sslcli.models.heads import mlp
 
 Z_BOUND = 3.0
 Z_REGULARISERS = ("l2", "l1")
+TARGETS = ("online", "ema")
 
 
 def _squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -83,7 +90,7 @@ class Inference:
     """E(z = 0); the z-gap is ``energy_at_zero - free_energy`` >= 0."""
 
 
-class LatentPredictive(MomentumTargetMethod):
+class LatentPredictive(SSLMethod):
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
 
     def __init__(
@@ -97,16 +104,21 @@ class LatentPredictive(MomentumTargetMethod):
         z_reg: str = "l2",
         z_weight: float = 0.1,
         z_dropout: float = 0.5,
+        target: str = "online",
         base_momentum: float = 0.99,
     ) -> None:
         if z_reg not in Z_REGULARISERS:
             raise ValueError(f"z_reg must be one of {Z_REGULARISERS}, got {z_reg!r}")
-        super().__init__(
-            backbone,
-            mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3),
-            LatentPredictor(projection_dim, latent_dim, hidden_dim),
-            base_momentum,
-        )
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        super().__init__(backbone)
+        self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
+        self.predictor = LatentPredictor(projection_dim, latent_dim, hidden_dim)
+        self.target_kind = target
+        self.base_momentum = base_momentum
+        if target == "ema":
+            self.target_backbone = frozen_copy(backbone)
+            self.target_projector = frozen_copy(self.projector)
         self.latent_dim = latent_dim
         self.z_steps = z_steps
         self.z_lr = z_lr
@@ -119,6 +131,9 @@ class LatentPredictive(MomentumTargetMethod):
 
     @torch.no_grad()
     def target(self, images: torch.Tensor) -> torch.Tensor:
+        """t_y, what the predictor guesses (fp32, no gradient: for energy and sweeps)."""
+        if self.target_kind == "online":
+            return self.context(images).float()
         encoded = self.target_projector(self.target_backbone(images)).float()
         return F.layer_norm(encoded, encoded.shape[1:])
 
@@ -137,7 +152,7 @@ class LatentPredictive(MomentumTargetMethod):
             predict = self.predictor.given(context.detach())
             for step in range(self.z_steps + 1):
                 z.requires_grad_(True)
-                energy = _squared_error(predict(z), target)
+                energy = _squared_error(predict(z), target.detach())
                 total = energy.detach() + self.z_weight * self.regulariser(z.detach())
                 if best is None:
                     at_zero, best = energy.detach(), total
@@ -163,7 +178,10 @@ class LatentPredictive(MomentumTargetMethod):
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
         features = per_view(self.backbone, views)
         s1, s2 = per_view(self.projector, features)
-        t1, t2 = per_view(self.target, views)
+        if self.target_kind == "online":
+            t1, t2 = s1.float(), s2.float()
+        else:
+            t1, t2 = per_view(self.target, views)
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
         inferred = self.infer(context, target)
         # the predictor runs in the training precision; the energies are fp32 (_squared_error)
@@ -181,3 +199,9 @@ class LatentPredictive(MomentumTargetMethod):
             "z_norm": inferred.z.norm(dim=1).mean(),
         }
         return MethodOutput(loss, features[0].detach(), metrics)
+
+    def after_step(self, progress: float) -> None:
+        if self.target_kind == "ema":
+            momentum = cosine_momentum(self.base_momentum, progress)
+            ema_update(self.target_backbone, self.backbone, momentum)
+            ema_update(self.target_projector, self.projector, momentum)

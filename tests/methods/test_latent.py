@@ -51,43 +51,65 @@ def test_a_heavy_regulariser_keeps_z_at_zero() -> None:
     assert torch.equal(inferred.z, torch.zeros_like(inferred.z))
 
 
-def test_the_loss_matches_a_direct_computation() -> None:
-    method = _method(z_dropout=0.25)
+@pytest.mark.parametrize("target", ["online", "ema"])
+def test_the_loss_and_its_gradients_match_a_direct_computation(target: str) -> None:
+    method = _method(z_dropout=0.25, target=target)
     views = [torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)]
     output = method(views)
-    with torch.no_grad():
-        # each view through the networks on its own (BatchNorm statistics per view), as in training
-        s1, s2 = (method.context(view) for view in views)
-        t1, t2 = (
-            F.layer_norm(method.target_projector(method.target_backbone(view)), (16,))
-            for view in views
-        )
-        context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
-        z = method.infer(context, target).z
-        error_z = ((method.predictor(context, z) - target) ** 2).mean(dim=1)
-        error_0 = ((method.predictor(context, torch.zeros_like(z)) - target) ** 2).mean(dim=1)
-        prediction = (0.75 * error_z + 0.25 * error_0).mean()
+    output.loss.backward()
+    gradients = {name: p.grad.clone() for name, p in method.named_parameters() if p.requires_grad}
+    method.zero_grad()
+    # each view through the networks on its own (BatchNorm statistics per view), as in training
+    s1, s2 = (method.context(view) for view in views)
+    if target == "online":  # the other view's embedding itself, gradient included
+        t1, t2 = s1, s2
+    else:
+        with torch.no_grad():
+            t1, t2 = (
+                F.layer_norm(method.target_projector(method.target_backbone(view)), (16,))
+                for view in views
+            )
+    context, target_ = torch.cat([s1, s2]), torch.cat([t2, t1])
+    z = method.infer(context, target_).z
+    error_z = ((method.predictor(context, z) - target_) ** 2).mean(dim=1)
+    error_0 = ((method.predictor(context, torch.zeros_like(z)) - target_) ** 2).mean(dim=1)
+    prediction = (0.75 * error_z + 0.25 * error_0).mean()
 
-        def variance(x: torch.Tensor) -> torch.Tensor:
-            return F.relu(1 - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
+    def variance(x: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
 
-        def covariance(x: torch.Tensor) -> torch.Tensor:
-            c = torch.cov(x.T)
-            return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1]
+    def covariance(x: torch.Tensor) -> torch.Tensor:
+        c = torch.cov(x.T)
+        return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1]
 
-        expected = (
-            25 * prediction
-            + 25 * (variance(s1) + variance(s2)) / 2
-            + covariance(s1)
-            + covariance(s2)
-        )
+    expected = (
+        25 * prediction + 25 * (variance(s1) + variance(s2)) / 2 + covariance(s1) + covariance(s2)
+    )
     torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
+    expected.backward()
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, method.get_parameter(name).grad, msg=name)
     assert set(output.metrics) == {"energy", "z_gap", "z_norm"}
     assert output.metrics["z_gap"] >= 0
 
 
-def test_a_short_training_lowers_the_loss_without_collapsing() -> None:
-    method = _method()
+def test_only_the_ema_target_keeps_a_momentum_copy_and_the_online_one_is_the_context() -> None:
+    online, ema = _method(), _method(target="ema")
+    assert not any(name.startswith("target_") for name in online.state_dict())
+    assert any(name.startswith("target_") for name in ema.state_dict())
+    images = torch.rand(8, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(online.target(images), online.context(images))
+
+
+def test_an_unknown_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="target must be one of"):
+        _method(target="mean")
+
+
+@pytest.mark.parametrize("target", ["online", "ema"])
+def test_a_short_training_lowers_the_loss_without_collapsing(target: str) -> None:
+    method = _method(target=target)
     losses = losses_over_steps(method, lr=0.05, steps=20)
     assert sum(losses[-3:]) / 3 < 0.8 * losses[0]
     with torch.no_grad():
