@@ -11,6 +11,7 @@ prints the share of a training step that the inner z optimisation costs:
 Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
      python benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224
      python benchmarks/siamese_speed.py --method latent --backbone tiny-cnn --size 32
+         [--target ema]
      python benchmarks/siamese_speed.py --method vicreg --projector-hidden-dim 1024
          --projector-dim 1024
 """
@@ -59,8 +60,12 @@ class _Timed:
 
 
 def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int]) -> float:
-    heads = {"hidden_dim": args.projector_hidden_dim, "projection_dim": args.projector_dim}
-    method_options = {**{k: v for k, v in heads.items() if v is not None}, **method_options}
+    chosen = {
+        "hidden_dim": args.projector_hidden_dim,
+        "projection_dim": args.projector_dim,
+        "target": args.target,
+    }
+    method_options = {**{k: v for k, v in chosen.items() if v is not None}, **method_options}
     runtime = make_runtime(args.device, args.precision, 0)
     config = resolve_config(
         1, data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
@@ -106,6 +111,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--projector-hidden-dim", type=int, help="[default: the method's]")
     parser.add_argument("--projector-dim", type=int, help="[default: the method's]")
+    parser.add_argument(
+        "--target", choices=["online", "ema"], help="train-latent's target [default: online]"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -117,8 +125,9 @@ def main() -> None:
     args = parser.parse_args()
     ceiling = run(args, ceiling=True, method_options={})
     ours = run(args, ceiling=False, method_options={})
+    method = f"latent, target {args.target or 'online'}" if args.method == "latent" else args.method
     print(
-        f"{args.method} {args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
+        f"{method} {args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
         f"({args.precision}): ceiling {ceiling:.1f} img/s, ours {ours:.1f} img/s, "
         f"ratio {ours / ceiling:.2f}"
     )
