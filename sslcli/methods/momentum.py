@@ -35,6 +35,15 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         target_param.lerp_(online_param, 1 - momentum)
 
 
+def follow_online(
+    pairs: list[tuple[nn.Module, nn.Module]], base_momentum: float, progress: float
+) -> None:
+    """One EMA step of each (target, online) pair at the momentum the schedule gives now."""
+    momentum = cosine_momentum(base_momentum, progress)
+    for target, online in pairs:
+        ema_update(target, online, momentum)
+
+
 class MomentumTargetMethod(SSLMethod):
     """Online backbone -> projector -> predictor; a momentum copy of backbone and projector
     gives each view's target. The loss sums ``view_loss`` over both directions, in fp32."""
@@ -68,6 +77,5 @@ class MomentumTargetMethod(SSLMethod):
         return MethodOutput(loss, features[0].detach())
 
     def after_step(self, progress: float) -> None:
-        momentum = cosine_momentum(self.base_momentum, progress)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
+        pairs = [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]
+        follow_online(pairs, self.base_momentum, progress)
