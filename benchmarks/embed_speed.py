@@ -30,9 +30,9 @@ import torchvision.transforms.v2 as T
 from PIL import Image
 
 from sslcli.data.images import discover_images
-from sslcli.embedding import decode_inputs, embed_pixels
 from sslcli.engine.runtime import make_runtime
-from sslcli.models.trained import load_model
+from sslcli.inference.embedding import decode_inputs, embed_pixels
+from sslcli.runs.loading import load_model
 
 PHOTOS = Path(__file__).resolve().parent.parent / "sample_data" / "photos"
 

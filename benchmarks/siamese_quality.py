@@ -163,8 +163,8 @@ def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
     """ROC-AUC of each energy for positive (diagonal) vs negative pairs, one augmented view
     each: F and E(z=0) for a latent model (and its mean z-gap, absolute and as a share of
     the mean E(z=0)), 1 - cosine of the projections for a joint-embedding one."""
-    from sslcli.energy import energy_matrices
-    from sslcli.models.trained import load_model
+    from sslcli.inference.energy import energy_matrices
+    from sslcli.runs.loading import load_model
 
     chosen = torch.cat(
         [(digits.test_labels == c).nonzero()[:PER_CLASS, 0] for c in range(10)]

@@ -33,7 +33,8 @@ from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.methods import METHODS
 from sslcli.models.backbones import BACKBONES
-from sslcli.siamese import RESUME_KEYS, _ViewBatches, resolve_config
+from sslcli.training.config import RESUME_KEYS, TrainingRequest, resolve_config
+from sslcli.training.views import ViewBatches
 
 DIGITS = Path(__file__).resolve().parent.parent / "sample_data" / "digits"
 
@@ -67,13 +68,15 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
     }
     method_options = {**{k: v for k, v in chosen.items() if v is not None}, **method_options}
     runtime = make_runtime(args.device, args.precision, 0)
-    config = resolve_config(
-        1, data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
-        small_images=None, preset=args.preset, epochs=1, batch_size=args.batch_size, optimizer=None,
-        lr_per_256=None, weight_decay=None, warmup_epochs=0, method_options=method_options, seed=0,
-        precision=args.precision, knn_every=10**6, cache_dir=str(args.cache_dir), strict=False,
-        checkpoint_every=10**9,
+    request = TrainingRequest(
+        data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
+        small_images=None, preset=args.preset, view_changes={}, epochs=1,
+        batch_size=args.batch_size, optimizer=None, lr_per_256=None, weight_decay=None,
+        warmup_epochs=0, method_options=method_options, seed=0, precision=args.precision,
+        knn_every=10**6, eval_dir=None, online_probe=False, checkpoint_every=10**9,
+        stop_on_collapse=False, strict=False, cache_dir=str(args.cache_dir),
     )  # fmt: skip
+    config = resolve_config(request, 1)
     decoded = decode_once(scan_image_folder(args.data).paths, args.size, args.cache_dir)
     steps_per_epoch = len(decoded.kept) // args.batch_size
     epochs = -(-(args.steps + args.warmup + 1) // steps_per_epoch)
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
             RESUME_KEYS,
         )
         preset = customise(PRESETS.create(args.preset), {"size": args.size}, {})
-        views = _ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+        views = ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
         if ceiling:
             fixed = [view.clone() for view in views(0)]
             timed = _Timed(lambda step: fixed, args.warmup, runtime.device)

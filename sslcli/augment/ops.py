@@ -127,18 +127,3 @@ def resized_crop(
     theta[:, 1, 2] = (2 * top + height) / padded_height - 1
     grid = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize(
-    images: torch.Tensor,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """Standardise channels (the statistics every torchvision backbone expects)."""
-    shift = torch.tensor(mean, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
-    scale = torch.tensor(std, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
-    return (images - shift) / scale

@@ -68,7 +68,7 @@ def embed(
 ) -> None:
     """Write the embeddings of images (one row per image, names kept, in input order)."""
     from sslcli.data.embeddings import check_format, write_embeddings
-    from sslcli.embedding import embed_sharded
+    from sslcli.inference.embedding import embed_sharded
 
     check_format(out)
     knn_out = _knn_path(out, knn, knn_out)

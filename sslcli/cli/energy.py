@@ -72,8 +72,8 @@ def energy(
     as_json: AsJson = False,
 ) -> None:
     """Energy F(x, y) of image pairs (low = compatible); folders give every pair."""
-    from sslcli.energy import energy_matrices
     from sslcli.engine.runtime import make_runtime
+    from sslcli.inference.energy import energy_matrices
 
     if gpus is not None and gpus > 1:
         raise usage_error("energy runs on one device", "use --gpus 1 (or 0 for the CPU)")
@@ -101,7 +101,7 @@ def energy(
     if matrix is not None:
         _write_csv(matrix, first.names, second.names, energies)
     if heatmap is not None:
-        from sslcli.heatmap import write_heatmap
+        from sslcli.inference.heatmap import write_heatmap
 
         write_heatmap(heatmap, energies)
     result = {

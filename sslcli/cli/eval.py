@@ -58,9 +58,9 @@ def evaluate(
 ) -> None:
     """Evaluate an encoder's features on labelled images: kNN (k=200, T=0.1, cosine,
     weighted votes), a linear probe, and the collapse metrics."""
-    from sslcli.embedding import embed_pixels
     from sslcli.engine.runtime import make_runtime
     from sslcli.eval.report import encode_labels, evaluate_features, stratified_split
+    from sslcli.inference.embedding import embed_pixels
 
     if gpus is not None and gpus > 1:
         raise usage_error("eval runs on one device", "use --gpus 1 (or 0 for the CPU)")

@@ -12,9 +12,9 @@ from sslcli.cli.console import stderr
 from sslcli.errors import SSLError
 
 if TYPE_CHECKING:
-    from sslcli.embedding import DecodedSet
     from sslcli.engine.launch import LaunchPlan
-    from sslcli.models.trained import TrainedModel
+    from sslcli.inference.embedding import DecodedSet
+    from sslcli.runs.loading import TrainedModel
 
 ModelName = Annotated[
     str | None,
@@ -66,7 +66,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Write the result to stdout
 
 
 def load_model_saying_which(name: str | None, size: int | None, quiet: bool) -> TrainedModel:
-    from sslcli.models.trained import load_model
+    from sslcli.runs.loading import load_model
 
     model = load_model(name, size)
     if not quiet:
@@ -94,7 +94,7 @@ def decode(
 ) -> DecodedSet:
     """Decode ``inputs``, listing the images skipped (on stderr, also with ``--json``)."""
     from sslcli.data.cache import default_cache_dir
-    from sslcli.embedding import decode_inputs
+    from sslcli.inference.embedding import decode_inputs
 
     images = decode_inputs(
         inputs, size, cache_dir or default_cache_dir(), strict, not quiet, labelled

@@ -22,7 +22,7 @@ from sslcli.cli.model_options import (
 from sslcli.errors import usage_error
 
 if TYPE_CHECKING:
-    from sslcli.latent_sweep import Sweep
+    from sslcli.inference.sweep import Sweep
 
 THUMBNAIL = 96
 
@@ -57,7 +57,7 @@ def sweep(
     """Sweep the latent z of a train-latent model for one image: each z predicts a different
     target; see which gallery images each prediction matches."""
     from sslcli.engine.runtime import make_runtime
-    from sslcli.latent_sweep import sweep_latent
+    from sslcli.inference.sweep import sweep_latent
 
     if not image.is_file():
         raise usage_error(f"{image} is not an image file", "give one image, and --gallery DIR")

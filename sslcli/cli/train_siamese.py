@@ -32,7 +32,8 @@ from sslcli.cli.training import (
     StopOnCollapse,
     WarmupEpochs,
     WeightDecay,
-    run_command,
+    given,
+    train_and_report,
 )
 from sslcli.cli.view_options import (
     BlurProb,
@@ -44,6 +45,7 @@ from sslcli.cli.view_options import (
     JitterProb,
     Rotation,
     SolarizeProb,
+    view_changes,
 )
 from sslcli.errors import usage_error
 
@@ -96,16 +98,49 @@ def train_siamese(
         raise usage_error(
             "the latent-variable method trains with its own command", f"sslcli train-latent {data}"
         )
-    run_command(
-        "train-siamese",
-        locals(),
-        method,
-        {
-            "temperature": temperature,
-            "hidden_dim": projector_hidden_dim,
-            "projection_dim": projector_dim,
-        },
+    from sslcli.training.config import TrainingRequest
+    from sslcli.training.run import Devices
+
+    request = TrainingRequest(
+        data=str(data),
+        method=method,
+        backbone=backbone,
+        size=size,
+        small_images=small_images,
+        preset=preset,
+        view_changes=view_changes(
+            crop_scale,
+            crop_ratio,
+            jitter,
+            jitter_prob,
+            flip_prob,
+            grayscale_prob,
+            blur_prob,
+            solarize_prob,
+            rotation,
+        ),
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr_per_256=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        method_options=given(
+            temperature=temperature,
+            hidden_dim=projector_hidden_dim,
+            projection_dim=projector_dim,
+        ),
+        seed=seed,
+        precision=precision,
+        knn_every=knn_every,
+        eval_dir=None if eval_dir is None else str(eval_dir),
+        online_probe=online_probe,
+        checkpoint_every=checkpoint_every,
+        stop_on_collapse=stop_on_collapse,
+        strict=strict,
+        cache_dir=None if cache_dir is None else str(cache_dir),
     )
+    train_and_report("train-siamese", request, Devices(gpus, cpu_procs), out, resume, as_json)
 
 
 def register(app: typer.Typer) -> None:

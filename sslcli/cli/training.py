@@ -1,25 +1,20 @@
 """What the training commands (``train-siamese``, ``train-latent``) share: their common
 options (``--precision``, ``--cache-dir`` and ``--strict`` as the model commands have them),
-and the run itself: settings resolved, run folder prepared, processes launched, result
-reported."""
+and showing a run: its settings before it starts, its result after."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from sslcli.cli.console import print_json, stderr
-from sslcli.errors import usage_error
 
 if TYPE_CHECKING:
-    from sslcli.siamese import SiameseConfig
+    from sslcli.training.config import TrainingRequest
+    from sslcli.training.run import Devices, Start
 
 Data = Annotated[
     Path,
@@ -147,108 +142,38 @@ StopOnCollapse = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Write the run's result to stdout.")]
 
 
-VIEW_OPTIONS = (
-    "crop_scale",
-    "crop_ratio",
-    "jitter",
-    "jitter_prob",
-    "flip_prob",
-    "grayscale_prob",
-    "blur_prob",
-    "solarize_prob",
-    "rotation",
-)
-PASSED_ON = (
-    "backbone", "size", "small_images", "preset", "epochs", "batch_size", "optimizer",
-    "weight_decay", "warmup_epochs", "seed", "precision", "knn_every", "strict",
-    "checkpoint_every", "stop_on_collapse", "gpus", "cpu_procs", "cache_dir", "online_probe",
-)  # fmt: skip
+def given(**options: object) -> dict[str, object]:
+    """The options that were given on the command line (None: left to the default)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
-def run_command(
-    command: str, arguments: dict[str, Any], method: str, method_options: dict[str, Any]
-) -> None:
-    """Train from a training command's arguments (its parameters by name); the method's own
-    options that are None (not given) take the method's defaults."""
-    from sslcli.cli.view_options import view_changes
+def train_and_report(
+    command: str, request: TrainingRequest, devices: Devices, out: Path | None,
+    resume: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Run the training and show it: the settings before the processes start, the result
+    (or how to continue an interrupted run) after."""
+    from sslcli.training.run import run_training
 
-    start_run(
-        command,
-        arguments["resume"],
-        arguments["out"],
-        arguments["as_json"],
-        data=str(arguments["data"]),
-        eval_dir=None if arguments["eval_dir"] is None else str(arguments["eval_dir"]),
-        method=method,
-        lr_per_256=arguments["lr"],
-        method_options={name: v for name, v in method_options.items() if v is not None},
-        view_changes=view_changes(*(arguments[name] for name in VIEW_OPTIONS)),
-        **{name: arguments[name] for name in PASSED_ON},
-    )
+    def announce(start: Start) -> None:
+        if not as_json:
+            _print_settings(command, start)
 
-
-def start_run(
-    command: str,
-    resume: Path | None,
-    out: Path | None,
-    as_json: bool,
-    gpus: int | None,
-    cpu_procs: int,
-    cache_dir: Path | None,
-    **options: Any,
-) -> None:
-    """Resolve the settings, prepare the run folder, train in every process, report."""
-    import torch
-
-    from sslcli.data.cache import default_cache_dir
-    from sslcli.engine.atomic import write_text_atomic
-    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, resolve_resume
-    from sslcli.engine.launch import launch, plan_launch
-    from sslcli.engine.run_lock import run_folder_lock
-    from sslcli.siamese import ENCODER_FOLDER, RESULT_FILE, resolve_config
-    from sslcli.siamese import train_siamese as worker
-
-    plan = plan_launch(gpus, cpu_procs, torch.cuda.device_count(), os.environ)
-    main_process = os.environ.get("RANK", "0") == "0"
-    config = resolve_config(
-        plan.processes, cache_dir=str(cache_dir or default_cache_dir()), **options
-    )
-    checkpoint = resolve_resume(resume) if resume is not None else None
-    if checkpoint is not None and out is None:
-        out = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_FOLDER else None
-    prefix = command.removeprefix("train-")
-    run_dir = out or Path("runs") / time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
-    resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
-        run_dir.resolve()
-    )
-    # the main process holds the folder from before the check until training ends, so two
-    # runs started with one --out cannot both pass the check and write over each other
-    with run_folder_lock(run_dir) if main_process else contextlib.nullcontext():
-        if not resuming_here and (run_dir / CHECKPOINTS_FOLDER).exists():
-            raise usage_error(
-                f"{run_dir} already holds a run",
-                f"continue it with --resume {run_dir}, or choose another --out",
-            )
-        if main_process:
-            write_text_atomic(run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
-            if not as_json:
-                _print_settings(command, config, plan.device_type, run_dir, checkpoint)
-        launch(plan, config.precision, config.seed, worker, config, run_dir, checkpoint)
-    if not main_process:
+    outcome = run_training(command.removeprefix("train-"), request, devices, out, resume, announce)
+    if outcome is None:  # a process of torchrun's other than the first
         return
-    result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    result = outcome.result
     if as_json:
-        print_json(result | {"run": str(run_dir), "encoder": str(run_dir / ENCODER_FOLDER)})
+        print_json(result | {"run": str(outcome.run_dir), "encoder": str(outcome.encoder)})
         return
-    _print_result(result, run_dir / ENCODER_FOLDER)
+    _print_result(result, outcome.encoder)
     if result["interrupted"]:
-        hint = f"sslcli {command} {config.data} --resume {run_dir}"
+        hint = f"sslcli {command} {request.data} --resume {outcome.run_dir}"
         stderr.print(f"stopped at step {result['step']}; continue with: {hint}", soft_wrap=True)
 
 
-def _print_settings(
-    command: str, config: SiameseConfig, device_type: str, run_dir: Path, checkpoint: Path | None
-) -> None:
+def _print_settings(command: str, start: Start) -> None:
+    config, run_dir, checkpoint = start.config, start.run_dir, start.checkpoint
     table = Table(title=command, title_justify="left", show_header=False)
     table.add_row("data", config.data)
     table.add_row(
@@ -256,7 +181,9 @@ def _print_settings(
         f"{config.method} / {config.backbone} ({config.size} px"
         + (", small-image stem)" if config.small_images else ")"),
     )
-    table.add_row("devices", f"{config.world_size} x {device_type}, precision {config.precision}")
+    table.add_row(
+        "devices", f"{config.world_size} x {start.device_type}, precision {config.precision}"
+    )
     table.add_row("batch", f"{config.batch_size} global = {config.per_device_batch} per process")
     table.add_row(
         "optimiser",

@@ -10,19 +10,20 @@ through one small all-reduce per step, so no rank waits for a peer that has stop
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
-from sslcli.engine.collectives import all_reduce_sum, gather
+from sslcli.engine.collectives import all_reduce_sum
+from sslcli.engine.contract import Observer, StepOutput, Trainable
 from sslcli.engine.metrics_log import MetricsLog
 from sslcli.engine.optim import warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
@@ -30,14 +31,9 @@ from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.engine.signals import catch_stop_signals
 from sslcli.errors import runtime_error, usage_error
-from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
-from sslcli.eval.online import OnlineProbe
-from sslcli.methods.base import MethodOutput, SSLMethod
 
 Batches = Callable[[int], list[torch.Tensor]]
 """``batches(step)``: this rank's views for a global step, on the runtime's device."""
-EpochEnd = Callable[[SSLMethod, int], dict[str, float]]
-"""``on_epoch_end(model, epoch)``: extra metrics (e.g. kNN accuracy), called on every rank."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +62,16 @@ class Trainer:
     def __init__(
         self,
         runtime: Runtime,
-        method: SSLMethod,
-        optimizer_factory: Callable[[torch.nn.Module], torch.optim.Optimizer],
+        module: nn.Module,
+        optimizer_factory: Callable[[nn.Module], torch.optim.Optimizer],
         schedule: Schedule,
         run_dir: Path,
         config: dict[str, Any],
         resume_keys: tuple[str, ...],
-        stop_on_collapse: bool = False,
-        probe: OnlineProbe | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
+        """``module`` has the :class:`~sslcli.engine.contract.Trainable` shape; ``config`` is
+        saved in every checkpoint, and ``resume_keys`` of it must match on resume."""
         self.runtime = runtime
         self.schedule = schedule
         self.run_dir = run_dir
@@ -82,20 +79,19 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.resume_keys = resume_keys
-        method = method.to(runtime.device)
+        module = module.to(runtime.device)
         if runtime.distributed:
-            method = synchronise_batchnorm(method, runtime.device)
-        self.method = method
+            module = synchronise_batchnorm(module, runtime.device)
+        self.module = module
+        """The trained module itself (``model`` is it wrapped for DDP when distributed)."""
         ids = [runtime.local_rank] if runtime.device.type == "cuda" else None
-        self.model = (
-            DistributedDataParallel(method, device_ids=ids) if runtime.distributed else method
+        self.model: Trainable = (
+            DistributedDataParallel(module, device_ids=ids) if runtime.distributed else module
         )
-        self.optimizer = optimizer_factory(method)
+        self.optimizer = optimizer_factory(module)
         self.scaler = torch.amp.GradScaler(enabled=runtime.precision == "fp16")
         self.step = 0
-        self.stop_on_collapse = stop_on_collapse
-        self.monitor = CollapseMonitor()
-        self.probe = probe
+        self.observers = list(observers)
         self.metrics_log = MetricsLog(run_dir)
 
     def resume(self, checkpoint_path: Path) -> None:
@@ -107,12 +103,13 @@ class Trainer:
                 "give the run folder or one of its checkpoints/step-* folders",
             )
         check_compatible(checkpoint.config, self.config, self.resume_keys)
-        self.method.load_state_dict(checkpoint.weights)
+        self.module.load_state_dict(checkpoint.weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
-        if self.probe is not None and "probe" in state:
-            self.probe.load_state(state["probe"])
+        for observer in self.observers:
+            if observer.state_key is not None and observer.state_key in state:
+                observer.load_state(state[observer.state_key])
         if self.runtime.is_main:
             self.metrics_log.forget_after(self.step)
 
@@ -124,12 +121,13 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
-        if self.probe is not None:
-            state["probe"] = self.probe.state()
+        for observer in self.observers:
+            if observer.state_key is not None:
+                state[observer.state_key] = observer.state()
         config = {**self.config, "step": self.step}
         try:
             return save_run_checkpoint(
-                self.run_dir, self.step, self.method.state_dict(), config, state
+                self.run_dir, self.step, self.module.state_dict(), config, state
             )
         except OSError as error:
             raise runtime_error(
@@ -137,7 +135,7 @@ class Trainer:
                 "free disk space, then --resume from the last checkpoint",
             ) from error
 
-    def fit(self, batches: Batches, on_epoch_end: EpochEnd | None = None) -> TrainResult:
+    def fit(self, batches: Batches) -> TrainResult:
         schedule, runtime = self.schedule, self.runtime
         last: dict[str, float] = {}
         window = _Window()
@@ -160,8 +158,8 @@ class Trainer:
                 views = prefetcher.get(self.step, following)
                 loaded = time.perf_counter()
                 output = self._train_step(views)
-                if self.probe is not None:
-                    output.metrics |= self.probe.train_step(self.step, output.embeddings)
+                for observer in self.observers:
+                    output.metrics |= observer.on_step(self.step, output)
                 loss = output.loss.detach().float()
                 flags = torch.stack(
                     [
@@ -185,41 +183,39 @@ class Trainer:
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
                 extra_metrics = dict(zip(output.metrics, extra, strict=True))
                 metrics = {"loss": mean_loss, "lr": lr, **extra_metrics}
-                collapsed = False
                 if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
-                    health, collapsed = self._watch_collapse(output.embeddings)
-                    shown = {
-                        "std": f"{health['embedding_std']:.3f}",
-                        "rank": f"{health['effective_rank']:.1f}",
-                        **{name: f"{value:.3g}" for name, value in extra_metrics.items()},
-                    }
-                    metrics |= window.summary() | health
+                    logged = [observer.on_log(self.step, output) for observer in self.observers]
+                    shown = {name: text for part in logged for name, text in part.shown.items()}
+                    shown |= {name: f"{value:.3g}" for name, value in extra_metrics.items()}
+                    metrics |= window.summary()
+                    metrics |= {name: v for part in logged for name, v in part.metrics.items()}
                     self._log({"step": self.step} | metrics)
-                if on_epoch_end is not None and self.step % schedule.steps_per_epoch == 0:
-                    epoch_metrics = on_epoch_end(self.method, self.step // schedule.steps_per_epoch)
+                if self.step % schedule.steps_per_epoch == 0:
+                    epoch = self.step // schedule.steps_per_epoch
+                    epoch_metrics: dict[str, float] = {}
+                    for observer in self.observers:
+                        epoch_metrics |= observer.on_epoch_end(self.module, epoch)
                     if epoch_metrics:
                         last |= epoch_metrics
-                        self._log(
-                            {"step": self.step, "epoch": self.step // schedule.steps_per_epoch}
-                            | epoch_metrics
-                        )
+                        self._log({"step": self.step, "epoch": epoch} | epoch_metrics)
                 last |= metrics
                 bar.advance(1, loss=mean_loss, lr=lr, **shown, **window.short())
                 finished = self.step == schedule.total_steps
                 if stopping or finished or self.step % schedule.checkpoint_every == 0:
                     self._save()
-                if collapsed and self.stop_on_collapse:
+                reason = next(filter(None, (o.stop_reason() for o in self.observers)), None)
+                if reason is not None:
                     self._save()
+                    message, hint = reason
                     raise runtime_error(
-                        f"stopped at step {self.step}: the embeddings collapsed",
-                        f"the checkpoint is in {self.run_dir / 'checkpoints'}; "
-                        "change the settings and start again",
+                        f"stopped at step {self.step}: {message}",
+                        f"the checkpoint is in {self.run_dir / 'checkpoints'}; {hint}",
                     )
                 if stopping and not finished:
                     return TrainResult(self.step, True, last)
         return TrainResult(self.step, False, last)
 
-    def _train_step(self, views: list[torch.Tensor]) -> MethodOutput:
+    def _train_step(self, views: list[torch.Tensor]) -> StepOutput:
         self.model.train()
         with self.runtime.autocast():
             output = self.model(views)
@@ -227,18 +223,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.method.after_step((self.step + 1) / self.schedule.total_steps)
+        self.module.after_step((self.step + 1) / self.schedule.total_steps)
         return output
-
-    def _watch_collapse(self, embeddings: torch.Tensor) -> tuple[dict[str, float], bool]:
-        """Collapse metrics of the global batch (the same on every rank) and whether the
-        monitor has just flagged collapse; rank 0 prints the warning."""
-        everyone = gather(embeddings.float().contiguous())
-        std, rank = embedding_std(everyone), effective_rank(everyone)
-        warning = self.monitor.check(std, rank, *everyone.shape)
-        if warning and self.runtime.is_main:
-            Console(stderr=True).print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
-        return {"embedding_std": std, "effective_rank": rank}, warning is not None
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:

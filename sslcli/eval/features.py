@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from sslcli.engine.runtime import Runtime
 
 

@@ -1,21 +1,16 @@
-"""Evaluation while a run trains: kNN accuracy every few epochs and an online linear probe.
+"""The online linear probe: how linearly separable the classes are, step by step.
 
 The probe (``--online-probe``, as solo-learn reports it) is a linear classifier on the
 detached backbone features of each step's first view, trained with the labels of the
 training images by its own optimiser. It never changes the encoder; it shows, step by step,
 how linearly separable the classes are becoming. Its gradients are averaged over processes,
 so 2 processes x batch B train it exactly like 1 process x 2B.
-
-Every few epochs the encoder's features of the evaluation images (``--eval-dir``, or the
-un-augmented training images) give the kNN accuracy (k=200, T=0.1, cosine; against the
-training images when those are labelled, else leave-one-out) and the probe's accuracy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +18,6 @@ from torch import nn
 
 from sslcli.engine.batchnorm import GlobalBatchNorm
 from sslcli.engine.collectives import all_reduce_sum, world_size
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from sslcli.engine.runtime import Runtime
-    from sslcli.methods.base import SSLMethod
 
 PROBE_LR = 1e-2
 
@@ -83,48 +72,3 @@ class OnlineProbe(nn.Module):
     def load_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-@dataclass(frozen=True)
-class LabelledImages:
-    pixels: np.ndarray
-    """uint8 (N, H, W, 3), at the training resolution."""
-    labels: torch.Tensor
-
-
-class EpochEvaluation:
-    """kNN (and probe) accuracy on the evaluation images, every ``every`` epochs and at the
-    last; computed on the main process, whose figures are logged."""
-
-    def __init__(
-        self,
-        evaluation: LabelledImages,
-        reference: LabelledImages | None,
-        every: int,
-        epochs: int,
-        runtime: Runtime,
-        probe: OnlineProbe | None,
-    ) -> None:
-        self.evaluation = evaluation
-        self.reference = reference
-        self.every = every
-        self.epochs = epochs
-        self.runtime = runtime
-        self.probe = probe
-
-    def __call__(self, method: SSLMethod, epoch: int) -> dict[str, float]:
-        from sslcli.eval.features import extract_features
-        from sslcli.eval.knn import knn_accuracy, leave_one_out_knn_accuracy
-
-        if not self.runtime.is_main or (epoch % self.every and epoch != self.epochs):
-            return {}
-        features = extract_features(method.backbone, self.evaluation.pixels, self.runtime)
-        labels = self.evaluation.labels
-        if self.reference is None:
-            result = {"knn_accuracy": leave_one_out_knn_accuracy(features, labels)}
-        else:
-            bank = extract_features(method.backbone, self.reference.pixels, self.runtime)
-            result = {"knn_accuracy": knn_accuracy(bank, self.reference.labels, features, labels)}
-        if self.probe is not None:
-            result["probe_accuracy"] = self.probe.accuracy(features, labels)
-        return result

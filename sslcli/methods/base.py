@@ -8,10 +8,12 @@ collectives; methods never print, never touch devices or ranks otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from sslcli.engine.contract import StepOutput
 
 
 @dataclass(frozen=True)
@@ -21,15 +23,6 @@ class TrainingDefaults:
     optimizer: str
     lr_per_256: float
     weight_decay: float
-
-
-@dataclass
-class MethodOutput:
-    loss: torch.Tensor
-    embeddings: torch.Tensor
-    """Backbone features of the first view, detached: for collapse monitoring."""
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
-    """Method-specific scalars (detached) to log, averaged over processes by the engine."""
 
 
 def per_view(
@@ -42,13 +35,15 @@ def per_view(
 
 
 class SSLMethod(nn.Module):
+    """An objective with the engine's ``Trainable`` shape: ``forward(views) -> StepOutput``."""
+
     defaults: TrainingDefaults
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         raise NotImplementedError
 
     def after_step(self, progress: float) -> None:
@@ -65,9 +60,9 @@ class ProjectedPairMethod(SSLMethod):
     def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
         f1, f2 = per_view(self.backbone, views)
         z1, z2 = per_view(self.projector, [f1, f2])
-        return MethodOutput(self.pair_loss(z1, z2), f1.detach())
+        return StepOutput(self.pair_loss(z1, z2), f1.detach())

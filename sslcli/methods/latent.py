@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults, per_view
+from sslcli.engine.contract import StepOutput
+from sslcli.methods.base import SSLMethod, TrainingDefaults, per_view
 from sslcli.methods.momentum import follow_online, frozen_copy
 from sslcli.methods.vicreg import covariance_term, variance_term
 from sslcli.models.heads import mlp
@@ -174,7 +175,7 @@ class LatentPredictive(SSLMethod):
             return (z / (1 + shrink)).clamp(-Z_BOUND, Z_BOUND)
         return (z.sign() * (z.abs() - shrink).clamp_min(0)).clamp(-Z_BOUND, Z_BOUND)
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
         features = per_view(self.backbone, views)
@@ -199,7 +200,7 @@ class LatentPredictive(SSLMethod):
             "z_gap": (inferred.energy_at_zero - inferred.free_energy).mean(),
             "z_norm": inferred.z.norm(dim=1).mean(),
         }
-        return MethodOutput(loss, features[0].detach(), metrics)
+        return StepOutput(loss, features[0].detach(), metrics)
 
     def after_step(self, progress: float) -> None:
         if self.target_kind == "ema":

@@ -9,7 +9,8 @@ import math
 import torch
 from torch import nn
 
-from sslcli.methods.base import MethodOutput, SSLMethod, per_view
+from sslcli.engine.contract import StepOutput
+from sslcli.methods.base import SSLMethod, per_view
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -65,7 +66,7 @@ class MomentumTargetMethod(SSLMethod):
     def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
         features = per_view(self.backbone, views)
@@ -74,7 +75,7 @@ class MomentumTargetMethod(SSLMethod):
             t1, t2 = per_view(lambda v: self.target_projector(self.target_backbone(v)), views)
         with torch.autocast(p1.device.type, enabled=False):
             loss = self.view_loss(p1.float(), t2.float()) + self.view_loss(p2.float(), t1.float())
-        return MethodOutput(loss, features[0].detach())
+        return StepOutput(loss, features[0].detach())
 
     def after_step(self, progress: float) -> None:
         pairs = [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults, per_view
+from sslcli.engine.contract import StepOutput
+from sslcli.methods.base import SSLMethod, TrainingDefaults, per_view
 from sslcli.models.heads import mlp
 
 
@@ -41,7 +42,7 @@ class SimSiam(SSLMethod):
             mlp(projection_dim, predictor_dim, projection_dim) if predictor else nn.Identity()
         )
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
             raise ValueError(f"SimSiam takes 2 views, got {len(views)}")
         features = per_view(self.backbone, views)
@@ -51,4 +52,4 @@ class SimSiam(SSLMethod):
             loss = (
                 negative_cosine(p1.float(), z2.float()) + negative_cosine(p2.float(), z1.float())
             ) / 2
-        return MethodOutput(loss, features[0].detach())
+        return StepOutput(loss, features[0].detach())

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sslcli.engine.hub import looks_like_hub_id
 from sslcli.errors import usage_error
-from sslcli.hub import looks_like_hub_id
 from sslcli.registry import Registry
 
 TEXT_MODELS: Registry[str] = Registry("text model")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sslcli.augment.ops import normalize
 from sslcli.cli.app import app
 from sslcli.data.cache import square_resize
 from sslcli.data.embeddings import read_embeddings
 from sslcli.data.images import load_image
-from sslcli.models.trained import load_model
+from sslcli.data.normalization import normalize
+from sslcli.runs.loading import load_model
 from tests.conftest import copy_digits
 
 runner = CliRunner()

@@ -16,7 +16,7 @@ from sslcli.eval.features import extract_features
 from sslcli.eval.knn import knn_accuracy
 from sslcli.models.tiny_cnn import TinyCNN
 from tests.conftest import copy_digits
-from tests.test_siamese import _metrics, _train
+from tests.training.test_worker import _metrics, _train
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.methods.simsiam import SimSiam, negative_cosine
 from sslcli.models.tiny_cnn import TinyCNN
+from sslcli.training.observers import CollapseWatch
 
 
 def test_negative_cosine_and_its_stop_gradient() -> None:
@@ -31,6 +32,7 @@ def _final_metrics(tmp_path: Path, predictor: bool) -> dict:
     trainer = Trainer(
         make_runtime("cpu", "fp32", 0), method,
         lambda model: make_optimizer("sgd", model, 0.2, 1e-4), schedule, tmp_path, {}, (),
+        [CollapseWatch(is_main=True, stop_on_collapse=False)],
     )  # fmt: skip
 
     def views(step: int) -> list[torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import usage_error
-from sslcli.models.trained import TrainedModel
+from sslcli.runs.loading import TrainedModel
 
 PAIR_CHUNK = 4096
 """Pairs whose latent z is inferred together (memory: chunk x (latent + embedding) floats)."""
@@ -123,9 +123,9 @@ def _embed_view(
 ) -> torch.Tensor:
     """Embeddings of view number ``view`` of each image, drawn with the model's training
     augmentation (``simclr`` for models that record none); image i has id ``first_id + i``."""
-    from sslcli.augment.ops import normalize
     from sslcli.augment.presets import PRESETS, customise
     from sslcli.augment.views import apply_views, sample_view
+    from sslcli.data.normalization import normalize
     from sslcli.eval.features import pixels_to_batch
 
     settings = model.view_settings

@@ -1,4 +1,4 @@
-"""What ``--model`` names for ``embed``, ``energy`` and ``eval``, loaded and ready to embed.
+"""What ``--model`` names for ``embed``, ``energy``, ``eval`` and ``sweep``, rebuilt and ready.
 
 ``--model`` may be:
 - a run folder of ``train-siamese`` (its newest checkpoint: backbone and projector; or its
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from sslcli.errors import usage_error
-from sslcli.hub import looks_like_hub_id
+from sslcli.engine.hub import looks_like_hub_id
+from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 
 if TYPE_CHECKING:
     from sslcli.methods.latent import LatentPredictive
@@ -89,32 +90,15 @@ def load_model(
     return model
 
 
-def newest_run(runs: Path) -> Path:
-    """The most recently written run under ``runs`` (by its newest checkpoint or export)."""
-    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, LATEST_FILE
-    from sslcli.siamese import ENCODER_FOLDER
-
-    stamps = {}
-    for run in runs.iterdir() if runs.is_dir() else ():
-        marks = [run / CHECKPOINTS_FOLDER / LATEST_FILE, run / ENCODER_FOLDER / "config.json"]
-        times = [mark.stat().st_mtime for mark in marks if mark.is_file()]
-        if times:
-            stamps[run] = max(times)
-    if not stamps:
-        raise usage_error(
-            f"no --model given and no trained run under {runs}/",
-            "train one with sslcli train-siamese DIR, or pass --model",
-        )
-    return max(stamps, key=stamps.__getitem__)
-
-
 def _load_path(path: Path) -> TrainedModel:
-    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, LATEST_FILE, load_checkpoint
-    from sslcli.siamese import ENCODER_FOLDER
+    from sslcli.engine.checkpoint import (
+        CHECKPOINTS_FOLDER,
+        LATEST_FILE,
+        load_checkpoint,
+        resolve_resume,
+    )
 
     if (path / CHECKPOINTS_FOLDER / LATEST_FILE).is_file():
-        from sslcli.engine.checkpoint import resolve_resume
-
         return _from_checkpoint(load_checkpoint(resolve_resume(path)), f"run {path}")
     if (path / ENCODER_FOLDER / "config.json").is_file():
         return _from_checkpoint(load_checkpoint(path / ENCODER_FOLDER), f"run {path}")
@@ -139,7 +123,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     """A trainer checkpoint (the whole method) or an encoder export (the backbone alone)."""
-    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.models.backbones import BACKBONES
 
     config = checkpoint.config
@@ -148,6 +132,7 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
             f"{checkpoint.path} is not a checkpoint of sslcli",
             "give a run folder of train-siamese, or its encoder/ folder",
         )
+    check_format(config, checkpoint.path)
     backbone = BACKBONES.create(config["backbone"], small_images=config["small_images"])
     step = (checkpoint.trainer_state or {}).get("step")
     label = f"{where} ({config.get('method', '?')}, {config['backbone']}"
@@ -186,7 +171,7 @@ def _load_weights(module: nn.Module, weights: dict[str, torch.Tensor], where: Pa
 
 
 def _random_backbone(name: str, size: int) -> TrainedModel:
-    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.models.backbones import BACKBONES
 
     small = size <= 64
@@ -248,7 +233,7 @@ def _load_transformers(name: str) -> TrainedModel:
 
 def _preprocessing(config: Any, processor: Any) -> tuple[int, tuple, tuple]:
     """Image side, mean and std from the image processor, else the config and ImageNet's."""
-    from sslcli.augment.ops import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
     size = getattr(config, "image_size", 224)
     if processor is None:

@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from sslcli.engine.contract import StepOutput
 from sslcli.engine.metrics_log import METRICS_FILE
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.errors import SSLError
-from sslcli.methods.base import MethodOutput, SSLMethod, TrainingDefaults
+from sslcli.methods.base import SSLMethod, TrainingDefaults
 from sslcli.models.tiny_cnn import TinyCNN
+from sslcli.training.observers import CollapseWatch
 
 
 class PullTogether(SSLMethod):
@@ -24,10 +26,10 @@ class PullTogether(SSLMethod):
     def __init__(self) -> None:
         super().__init__(TinyCNN(width=8))
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
         features = self.backbone(torch.cat(views))
         f1, f2 = features.chunk(2)
-        return MethodOutput((f1 - f2).pow(2).mean(), f1.detach())
+        return StepOutput((f1 - f2).pow(2).mean(), f1.detach())
 
 
 def _trainer(tmp_path: Path, stop: bool) -> Trainer:
@@ -42,7 +44,7 @@ def _trainer(tmp_path: Path, stop: bool) -> Trainer:
         tmp_path,
         {},
         (),
-        stop_on_collapse=stop,
+        [CollapseWatch(is_main=True, stop_on_collapse=stop)],
     )
 
 

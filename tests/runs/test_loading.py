@@ -9,7 +9,7 @@ import torch
 
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from sslcli.errors import SSLError
-from sslcli.models.trained import load_model, newest_run
+from sslcli.runs.loading import load_model, newest_run
 
 
 def test_a_run_folder_loads_backbone_and_projector_of_its_newest_checkpoint(

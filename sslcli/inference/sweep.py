@@ -16,7 +16,7 @@ import torch
 
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import usage_error
-from sslcli.models.trained import TrainedModel
+from sslcli.runs.loading import TrainedModel
 
 
 @dataclass
@@ -45,7 +45,7 @@ def sweep_latent(
     seed: int = 0,
 ) -> Sweep:
     """Sweep z for one decoded image (1, S, S, 3) against decoded gallery images."""
-    from sslcli.energy import TargetEncoder, embed_with
+    from sslcli.inference.energy import TargetEncoder, embed_with
 
     latent = model.latent
     if latent is None:

@@ -19,7 +19,7 @@ from sslcli.engine.launch import LaunchPlan, launch
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import SSLError, usage_error
-from sslcli.models.trained import TrainedModel
+from sslcli.runs.loading import TrainedModel
 
 
 @dataclass

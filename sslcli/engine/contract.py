@@ -1,0 +1,71 @@
+"""What the training loop needs from what it trains, and from what watches it train.
+
+The engine never knows which method, data or evaluation it runs: a model is anything with
+the :class:`Trainable` shape (views in, a :class:`StepOutput` out), and per-step observers
+(collapse monitor, online probe, kNN evaluation: see ``sslcli.training.observers``) plug in
+through :class:`Observer`'s hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    embeddings: torch.Tensor
+    """Backbone features of the first view, detached: for the observers (collapse, probe)."""
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Scalars (detached) to log, averaged over processes by the engine."""
+
+
+class Trainable(Protocol):
+    """An ``nn.Module`` whose forward takes this rank's views and returns the step's loss."""
+
+    def __call__(self, views: list[torch.Tensor]) -> StepOutput: ...
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimiser step with the share of training done (EMA targets)."""
+
+
+@dataclass
+class Logged:
+    """What an observer adds at a logging step: metrics for the log, short fields for the bar."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+
+
+class Observer:
+    """A per-step observer of training; every hook runs on every rank (collectives allowed)
+    and does nothing unless overridden."""
+
+    state_key: str | None = None
+    """The name its state is saved under in the trainer state of checkpoints (None: none)."""
+
+    def on_step(self, step: int, output: StepOutput) -> dict[str, torch.Tensor]:
+        """After the update of 0-based ``step``: scalars to log (averaged over processes)."""
+        return {}
+
+    def on_log(self, step: int, output: StepOutput) -> Logged:
+        """At a logging step (``step`` steps done)."""
+        return Logged()
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """After the last step of ``epoch`` (1-based): metrics to log."""
+        return {}
+
+    def stop_reason(self) -> tuple[str, str] | None:
+        """(message, hint) when training must stop now (a checkpoint is written first)."""
+        return None
+
+    def state(self) -> Any:
+        return None
+
+    def load_state(self, state: Any) -> None:
+        """Restore what :meth:`state` returned (on resume)."""

@@ -1,0 +1,1 @@
+"""What a trained model answers: energies F(x, y), embeddings, z sweeps, heatmaps."""

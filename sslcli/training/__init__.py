@@ -1,0 +1,2 @@
+"""Training runs: the settings, the views, the observers and the worker of
+``train-siamese`` and ``train-latent``."""

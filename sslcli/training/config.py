@@ -1,0 +1,225 @@
+"""The settings of a training run: what the user asked for, and the run's resolved config.
+
+A :class:`TrainingRequest` holds the options as given (None: the default); ``resolve_config``
+fills the method's published defaults, scales the learning rate to the global batch and
+validates everything before a process starts. The :class:`TrainingConfig` it returns is what
+``config.json`` and every checkpoint of the run record.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sslcli.errors import usage_error
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be above 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _fraction(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def _regulariser(value: Any) -> str | None:
+    return None if value in ("l2", "l1") else "must be l2 or l1"
+
+
+def _latent_target(value: Any) -> str | None:
+    return None if value in ("online", "ema") else "must be online or ema"
+
+
+_METHOD_OPTIONS = {
+    "temperature": ("--temperature", _positive),
+    "hidden_dim": ("--projector-hidden-dim", _positive),
+    "projection_dim": ("--projector-dim", _positive),
+    "latent_dim": ("--latent-dim", _positive),
+    "z_steps": ("--z-steps", _non_negative),
+    "z_lr": ("--z-lr", _positive),
+    "z_reg": ("--z-reg", _regulariser),
+    "z_weight": ("--z-weight", _non_negative),
+    "z_dropout": ("--z-dropout", _fraction),
+    "target": ("--target", _latent_target),
+}
+RESUME_KEYS = (
+    "method",
+    "backbone",
+    "small_images",
+    "size",
+    "preset",
+    "view_changes",
+    "batch_size",
+    "seed",
+    "epochs",
+    "optimizer",
+    "lr_per_256",
+    "weight_decay",
+    "warmup_epochs",
+    "method_options",
+    "precision",
+    "images",
+)
+"""Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
+state, the schedule or the data (``images`` fingerprints the decoded image set)."""
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """The options of ``train-siamese``/``train-latent`` as given; None = the default."""
+
+    data: str
+    method: str
+    backbone: str
+    size: int
+    small_images: bool | None
+    """3x3 stride-1 ResNet stem; None: on for ``size`` <= 64."""
+    preset: str
+    view_changes: dict[str, Any]
+    """Augmentation fields set on the command line, over the preset's."""
+    epochs: int
+    batch_size: int
+    """The GLOBAL batch: summed over every process of the run."""
+    optimizer: str | None
+    lr_per_256: float | None
+    weight_decay: float | None
+    warmup_epochs: int | None
+    method_options: dict[str, Any]
+    """The method's own options that were given (the method's defaults fill the rest)."""
+    seed: int
+    precision: str
+    knn_every: int
+    eval_dir: str | None
+    online_probe: bool
+    checkpoint_every: int
+    stop_on_collapse: bool
+    strict: bool
+    cache_dir: str | None
+    """Where decoded images are cached; None: the user's cache folder."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A run's resolved settings: every default filled, as ``config.json`` records them."""
+
+    data: str
+    method: str
+    backbone: str
+    size: int
+    small_images: bool
+    preset: str
+    epochs: int
+    batch_size: int
+    """The GLOBAL batch: summed over every process of the run."""
+    optimizer: str
+    lr_per_256: float
+    lr: float
+    """The learning rate used: lr_per_256 x batch_size / 256."""
+    weight_decay: float
+    warmup_epochs: int
+    method_options: dict[str, Any]
+    view_changes: dict[str, Any]
+    """Augmentation fields set on the command line, over the preset's."""
+    seed: int
+    precision: str
+    world_size: int
+    knn_every: int
+    eval_dir: str | None
+    cache_dir: str
+    strict: bool
+    checkpoint_every: int
+    """Steps between checkpoints; 0 = once per epoch."""
+    stop_on_collapse: bool
+    online_probe: bool
+    """Train a linear classifier on the detached features as training goes (labelled data)."""
+
+    @property
+    def per_device_batch(self) -> int:
+        return self.batch_size // self.world_size
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON data (tuples as lists), as saved in config.json and checkpoints."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
+    """Fill method defaults, scale the learning rate to the global batch, validate."""
+    from sslcli.augment.presets import PRESETS
+    from sslcli.data.cache import default_cache_dir
+    from sslcli.engine.optim import OPTIMIZERS, scaled_lr
+    from sslcli.methods import METHODS
+    from sslcli.models.backbones import BACKBONES
+
+    BACKBONES.get(request.backbone)
+    PRESETS.get(request.preset)
+    method = METHODS.create(request.method)
+    defaults = method.defaults
+    accepted = inspect.signature(method.__init__).parameters
+    for name, value in request.method_options.items():
+        flag, check = _METHOD_OPTIONS[name]
+        if name not in accepted:
+            raise usage_error(f"{flag} does not apply to {request.method}")
+        problem = check(value)
+        if problem:
+            raise usage_error(f"{flag} {problem}, got {value}")
+    # every option the method takes is recorded, defaults too: a run keeps its settings when
+    # a later version changes a default (energy, resume and eval rebuild it from them)
+    method_options = {
+        name: parameter.default for name, parameter in accepted.items() if name in _METHOD_OPTIONS
+    } | request.method_options
+    optimizer = request.optimizer or defaults.optimizer
+    if optimizer not in OPTIMIZERS:
+        raise usage_error(
+            f"unknown optimizer {optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}"
+        )
+    lr_per_256 = defaults.lr_per_256 if request.lr_per_256 is None else request.lr_per_256
+    weight_decay = defaults.weight_decay if request.weight_decay is None else request.weight_decay
+    batch = request.batch_size
+    if batch < 2 or batch % world_size:
+        raise usage_error(
+            f"--batch-size {batch} must be at least 2 and divisible by the {world_size} processes",
+            "--batch-size is the global batch over all processes",
+        )
+    for flag, value, least in (
+        ("--epochs", request.epochs, 1),
+        ("--knn-every", request.knn_every, 1),
+        ("--checkpoint-every", request.checkpoint_every, 0),
+        ("--size", request.size, 8),
+    ):
+        if value < least:
+            raise usage_error(f"{flag} must be {least} or more, got {value}")
+    warmup = request.warmup_epochs
+    small = request.small_images
+    return TrainingConfig(
+        data=request.data,
+        method=request.method,
+        backbone=request.backbone,
+        size=request.size,
+        small_images=request.size <= 64 if small is None else small,
+        preset=request.preset,
+        epochs=request.epochs,
+        batch_size=batch,
+        optimizer=optimizer,
+        lr_per_256=lr_per_256,
+        lr=scaled_lr(lr_per_256, batch),
+        weight_decay=weight_decay,
+        warmup_epochs=min(10, request.epochs // 10) if warmup is None else warmup,
+        method_options=method_options,
+        view_changes=request.view_changes,
+        seed=request.seed,
+        precision=request.precision,
+        world_size=world_size,
+        knn_every=request.knn_every,
+        eval_dir=request.eval_dir,
+        cache_dir=request.cache_dir or str(default_cache_dir()),
+        strict=request.strict,
+        checkpoint_every=request.checkpoint_every,
+        stop_on_collapse=request.stop_on_collapse,
+        online_probe=request.online_probe,
+    )

@@ -1,0 +1,98 @@
+"""A training run from start to end: settings resolved, run folder claimed and written,
+processes launched (one, ``--gpus N``, ``--cpu-procs N`` or torchrun's), result read back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslcli.errors import usage_error
+from sslcli.training.config import TrainingConfig, TrainingRequest
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Where the run's processes go: ``--gpus`` (None: one GPU if CUDA is present, else the
+    CPU) and ``--cpu-procs`` (gloo processes with ``gpus=0``)."""
+
+    gpus: int | None
+    cpu_procs: int
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run starts with, for the caller to announce before the processes launch."""
+
+    config: TrainingConfig
+    device_type: str
+    run_dir: Path
+    checkpoint: Path | None
+    """The checkpoint resumed from (None: a new run)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended (only in the main process)."""
+
+    run_dir: Path
+    encoder: Path
+    result: dict[str, Any]
+    """``result.json``: the last step, whether it was interrupted, the last metrics."""
+
+
+def run_training(
+    kind: str,
+    request: TrainingRequest,
+    devices: Devices,
+    out: Path | None,
+    resume: Path | None,
+    announce: Callable[[Start], None] = lambda start: None,
+) -> Outcome | None:
+    """Train in every process; the :class:`Outcome` in the main process, None in the others
+    (under torchrun). ``kind`` names the run folder by default (``runs/KIND-TIME``)."""
+    import torch
+
+    from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, resolve_resume
+    from sslcli.engine.launch import launch, plan_launch
+    from sslcli.engine.run_lock import run_folder_lock
+    from sslcli.runs.layout import (
+        ENCODER_FOLDER,
+        read_checked_config,
+        read_result,
+        run_of_checkpoint,
+        write_config,
+    )
+    from sslcli.training.config import resolve_config
+    from sslcli.training.worker import train_worker
+
+    plan = plan_launch(devices.gpus, devices.cpu_procs, torch.cuda.device_count(), os.environ)
+    main_process = os.environ.get("RANK", "0") == "0"
+    config = resolve_config(request, plan.processes)
+    checkpoint = resolve_resume(resume) if resume is not None else None
+    if checkpoint is not None:
+        read_checked_config(checkpoint)
+        out = out or run_of_checkpoint(checkpoint)
+    run_dir = out or Path("runs") / time.strftime(f"{kind}-%Y%m%d-%H%M%S")
+    resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
+        run_dir.resolve()
+    )
+    # the main process holds the folder from before the check until training ends, so two
+    # runs started with one --out cannot both pass the check and write over each other
+    with run_folder_lock(run_dir) if main_process else contextlib.nullcontext():
+        if not resuming_here and (run_dir / CHECKPOINTS_FOLDER).exists():
+            raise usage_error(
+                f"{run_dir} already holds a run",
+                f"continue it with --resume {run_dir}, or choose another --out",
+            )
+        if main_process:
+            write_config(run_dir, config.as_dict())
+            announce(Start(config, plan.device_type, run_dir, checkpoint))
+        launch(plan, config.precision, config.seed, train_worker, config, run_dir, checkpoint)
+    if not main_process:
+        return None
+    return Outcome(run_dir, run_dir / ENCODER_FOLDER, read_result(run_dir))

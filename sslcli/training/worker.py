@@ -1,0 +1,182 @@
+"""The worker every process of a ``train-siamese``/``train-latent`` run executes: the data
+decoded, the method and its observers built, the engine's loop run, the encoder exported."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from sslcli.errors import usage_error
+
+if TYPE_CHECKING:
+    from sslcli.engine.contract import Observer
+    from sslcli.engine.runtime import Runtime
+    from sslcli.training.config import TrainingConfig
+    from sslcli.training.observers import LabelledImages
+
+
+def train_worker(
+    runtime: Runtime, config: TrainingConfig, run_dir: Path, resume: Path | None
+) -> None:
+    """The worker every process runs (see ``engine.launch``)."""
+    import torch.distributed as dist
+
+    from sslcli.augment.presets import PRESETS, customise
+    from sslcli.data.cache import decode_once
+    from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.optim import make_optimizer
+    from sslcli.engine.progress import progress_bar
+    from sslcli.engine.trainer import Schedule, Trainer
+    from sslcli.eval.online import OnlineProbe
+    from sslcli.methods import METHODS
+    from sslcli.models.backbones import BACKBONES
+    from sslcli.runs.layout import versioned, write_result
+    from sslcli.training.config import RESUME_KEYS
+    from sslcli.training.observers import (
+        CollapseWatch,
+        EpochEvaluation,
+        LabelledImages,
+        ProbeTraining,
+    )
+    from sslcli.training.views import ViewBatches
+
+    folder = scan_image_folder(Path(config.data))
+    if runtime.distributed and not runtime.is_main:
+        dist.barrier()  # let rank 0 build the cache first
+    # transient: a cache hit decodes nothing, and a bar left at 0 would mislead
+    showing = runtime.is_main
+    with progress_bar("decode", len(folder.paths), "img", showing, transient=True) as bar:
+        decoded = decode_once(
+            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
+        )
+    if runtime.distributed and runtime.is_main:
+        dist.barrier()
+    count = len(decoded.kept)
+    if count < config.batch_size:
+        raise usage_error(
+            f"{count} usable image(s) in {config.data}, "
+            f"fewer than --batch-size {config.batch_size}",
+            f"lower --batch-size to at most {count} or add images",
+        )
+    labels = None
+    if folder.labels is not None:
+        labels = torch.tensor([folder.labels[i] for i in decoded.kept])
+    elif config.online_probe:
+        raise usage_error(
+            f"--online-probe needs labels: {config.data} has no class sub-folders",
+            "put each class's images in a sub-folder of its own, or leave out --online-probe",
+        )
+
+    backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
+    method = METHODS.create(config.method)(backbone, **config.method_options)
+    steps_per_epoch = count // config.batch_size
+    schedule = Schedule(
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+        base_lr=config.lr,
+        global_batch=config.batch_size,
+        checkpoint_every=config.checkpoint_every or steps_per_epoch,
+        log_every=max(1, min(10, steps_per_epoch)),
+    )
+    changes = {"size": config.size, **config.view_changes}
+    preset = customise(PRESETS.create(config.preset), changes, {})
+    batches = ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+    probe = None
+    if labels is not None and config.online_probe:
+        probe = OnlineProbe(
+            backbone.out_dim,
+            len(folder.classes),
+            lambda step: labels[batches.local_indices(step)],
+            runtime.device,
+        )
+    observers: list[Observer] = [CollapseWatch(runtime.is_main, config.stop_on_collapse)]
+    if probe is not None:
+        observers.append(ProbeTraining(probe))
+    training = LabelledImages(decoded.pixels, labels) if labels is not None else None
+    evaluation = _evaluation_images(config, folder.classes, showing) or training
+    if evaluation is not None:
+        reference = training if evaluation is not training else None
+        every = config.knn_every
+        observers.append(
+            EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
+        )
+    images = _fingerprint(folder.paths, decoded.kept, Path(config.data))
+    trainer = Trainer(
+        runtime,
+        method,
+        lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
+        schedule,
+        run_dir,
+        versioned(config.as_dict() | {"images": images}),
+        RESUME_KEYS,
+        observers,
+    )
+    if resume is not None:
+        trainer.resume(resume)
+    result = trainer.fit(batches)
+    if runtime.is_main:
+        _export_encoder(trainer.module.backbone, config, run_dir)
+        write_result(
+            run_dir, {"step": result.step, "interrupted": result.interrupted, **result.last}
+        )
+
+
+def _evaluation_images(
+    config: TrainingConfig, classes: list[str], decoding: bool
+) -> LabelledImages | None:
+    """``--eval-dir``'s images, labelled with the training folder's class indices when it has
+    classes; decoded only where ``decoding`` (the main process evaluates), checked everywhere."""
+    from sslcli.data.cache import decode_once
+    from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.progress import progress_bar
+    from sslcli.training.observers import LabelledImages
+
+    if config.eval_dir is None:
+        return None
+    folder = scan_image_folder(Path(config.eval_dir))
+    if folder.labels is None:
+        raise usage_error(
+            f"--eval-dir {config.eval_dir} has no class sub-folders",
+            "give a folder with one sub-folder of images per class",
+        )
+    unknown = sorted(set(folder.classes) - set(classes))
+    if classes and unknown:
+        raise usage_error(
+            f"--eval-dir has classes the training folder lacks: {', '.join(unknown[:5])}",
+            "use the same class sub-folder names in both",
+        )
+    index = {name: i for i, name in enumerate(classes or folder.classes)}
+    if not decoding:
+        return None
+    with progress_bar("decode eval", len(folder.paths), "img", True, transient=True) as bar:
+        decoded = decode_once(
+            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
+        )
+    labels = [index[folder.classes[folder.labels[i]]] for i in decoded.kept]
+    return LabelledImages(decoded.pixels, torch.tensor(labels))
+
+
+def _fingerprint(paths: list[Path], kept: list[int], root: Path) -> str:
+    """The training images' count and names: the data order of a run depends on them."""
+    names = "\n".join(paths[i].relative_to(root).as_posix() for i in kept)
+    return f"{len(kept)} images, names {hashlib.sha256(names.encode()).hexdigest()[:16]}"
+
+
+def _export_encoder(backbone: torch.nn.Module, config: TrainingConfig, run_dir: Path) -> None:
+    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.runs.layout import export_encoder
+
+    description = {
+        "backbone": config.backbone,
+        "small_images": config.small_images,
+        "out_dim": backbone.out_dim,
+        "image_size": config.size,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "method": config.method,
+    }
+    export_encoder(run_dir, backbone, description)
