@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sslcli.errors import usage_error
 from sslcli.text.head import logits_at
-from sslcli.text.loading import special_tokens_around
+from sslcli.text.loading import position_count, special_tokens_around
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MASK_PLACEHOLDER = "[MASK]"
 """Accepted in every text whatever the model's own mask token is."""
 PREVIEW_CHARACTERS = 60
+DEFAULT_POSITIONS = 512
+"""Tokens read at once by a model whose config states no position table."""
 
 
 @dataclass(frozen=True)
@@ -204,11 +206,9 @@ class FillMask:
 
 
 def _max_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens the model reads at once: its position table (RoBERTa's starts after the
-    padding index), capped by the tokenizer's stated maximum."""
-    embeddings = getattr(model.base_model, "embeddings", None)
-    offset = getattr(embeddings, "padding_idx", -1) + 1
-    positions = getattr(model.config, "max_position_embeddings", 512) - offset
+    """Tokens the model reads at once: its position table, capped by the tokenizer's stated
+    maximum."""
+    positions = position_count(model) or DEFAULT_POSITIONS
     stated = tokenizer.model_max_length
     return min(positions, stated) if stated and stated < 1_000_000 else positions
 

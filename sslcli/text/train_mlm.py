@@ -43,7 +43,7 @@ from sslcli.errors import runtime_error, usage_error
 from sslcli.text.corpus import build_blocks, corpus_digest, corpus_files
 from sslcli.text.head import logits_at
 from sslcli.text.init_model import initial_model
-from sslcli.text.loading import quiet_transformers
+from sslcli.text.loading import position_count, quiet_transformers
 from sslcli.text.masking import IGNORED_LABEL, MaskingVocabulary, mask_tokens, masking_vocabulary
 
 if TYPE_CHECKING:
@@ -183,6 +183,7 @@ def train_mlm(
     files = corpus_files(Path(config.corpus))
     config = _with_digest(config, corpus_digest(files))
     start = initial_model(config.init, config.tokenizer, config.seq_len, config.seed)
+    _check_positions(start.model, config.seq_len)
     blocks = build_blocks(
         files,
         start.tokenizer,
@@ -205,6 +206,17 @@ def train_mlm(
     export_model(run.model, start.tokenizer, run_dir, config.export_dtype)
     write_text_atomic(run_dir / RESULT_FILE, json.dumps(result.as_dict(), indent=2))
     return result
+
+
+def _check_positions(model: PreTrainedModel, seq_len: int) -> None:
+    """Refuse blocks longer than the position table before anything is written in the run
+    folder: the first step would fail, and a settings file left behind blocks the retry."""
+    positions = position_count(model)
+    if positions is not None and seq_len > positions:
+        raise usage_error(
+            f"--seq-len {seq_len} is longer than the model's {positions} positions",
+            f"use --seq-len {positions} or less",
+        )
 
 
 def _with_digest(config: MLMConfig, digest: str) -> MLMConfig:

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from sslcli.engine.metrics_log import METRICS_FILE
+from sslcli.engine.run_lock import LOCK_FILE
 from sslcli.errors import SSLError
 from sslcli.text.fill_mask import FillMask
 from sslcli.text.init_model import initial_model
@@ -143,3 +144,20 @@ def test_bad_settings_are_refused(
 ) -> None:
     with pytest.raises(SSLError, match=message):
         run(config(bert_tokenizer, **changes), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("model", "seq_len", "positions"), [("tiny_bert", 65, 64), ("tiny_roberta", 63, 62)]
+)
+def test_a_seq_len_beyond_the_position_table_is_refused_before_the_run_folder_is_used(
+    model: str, seq_len: int, positions: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    folder = request.getfixturevalue(model)  # 64 positions; RoBERTa's start after padding
+    start = {"init": str(folder), "tokenizer": None, "steps": 2}
+    out = tmp_path / "run"
+    message = f"--seq-len {seq_len} is longer than the model's {positions} positions"
+    with pytest.raises(SSLError, match=message) as error:
+        run(config(folder, seq_len=seq_len, **start), out)
+    assert error.value.exit_code == 2
+    assert [path.name for path in out.iterdir()] == [LOCK_FILE]
+    assert run(config(folder, seq_len=positions, **start), out).step == 2
