@@ -292,15 +292,17 @@ class _Run:
             bar.advance(self.step)
             while not self._finished(deadline):
                 started = time.perf_counter()
-                result.loss = self._train_step()
+                loss = self._train_step()
                 self.step += 1
                 seconds += time.perf_counter() - started
                 tokens += config.batch_size * config.seq_len
+                if loss is not None:
+                    result.loss = loss
                 record: dict[str, float] = {}
                 if self.step % config.log_every == 0:
                     result.tokens_per_s = tokens / seconds
-                    record = {"loss": result.loss, "lr": self._lr(self.step - 1)}
-                    record["tokens_per_s"] = result.tokens_per_s
+                    record = {} if loss is None else {"loss": loss}
+                    record |= {"lr": self._lr(self.step - 1), "tokens_per_s": result.tokens_per_s}
                     tokens = seconds = 0.0
                 if self.step % config.eval_every == 0:
                     record |= self._evaluate(result)
@@ -310,7 +312,8 @@ class _Run:
                     shown["tok/s"] = f"{result.tokens_per_s:,.0f}"
                 if result.heldout_accuracy is not None:
                     shown["heldout acc"] = f"{result.heldout_accuracy:.3f}"
-                bar.advance(1, loss=result.loss, **shown)
+                losses = {} if result.loss is None else {"loss": result.loss}
+                bar.advance(1, **losses, **shown)
                 if stop.requested:
                     result.interrupted = not self._finished(deadline)
                     break
@@ -347,7 +350,10 @@ class _Run:
         chosen = self._epoch_order[1][index * size : (index + 1) * size]
         return self.blocks.train[chosen].long()
 
-    def _train_step(self) -> float:
+    def _train_step(self) -> float | None:
+        """One optimiser step; its loss, or None when the batch drew no masked token: such a
+        batch has nothing to predict (its mean loss would be 0/0), so the step trains nothing.
+        The masks depend on the seed and step alone, so a resumed run skips the same steps."""
         import torch
 
         step_seed = self.config.seed * 1_000_000_007 + self.step
@@ -359,6 +365,8 @@ class _Run:
             torch.Generator().manual_seed(step_seed),
             self.config.whole_words,
         )
+        if not (labels != IGNORED_LABEL).any():
+            return None
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
         self.model.train()
