@@ -63,6 +63,12 @@ def special_tokens_around(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int]
     return ids[:index], ids[index + 1 :]
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, size: int) -> list[int]:
+    """The ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], [MASK], ...)
+    below ``size``."""
+    return [index for index in tokenizer.all_special_ids if index < size]
+
+
 def position_count(model: PreTrainedModel) -> int | None:
     """Tokens the model's position table holds (RoBERTa's starts after the padding index);
     None when its config states no table size."""
