@@ -80,6 +80,8 @@ def mask_predict(
 
 
 def _read_inputs(texts: list[str], file: str | None) -> list[str]:
+    from sslcli.text.corpus import decode_utf8
+
     if file is not None and texts:
         raise usage_error("give texts or --file, not both")
     if file is None and texts != [STDIN]:
@@ -95,7 +97,7 @@ def _read_inputs(texts: list[str], file: str | None) -> list[str]:
         path = Path(source)
         if not path.is_file():
             raise usage_error(f"--file {source} does not exist", "give a text file, or - for stdin")
-        content = path.read_text(encoding="utf-8", errors="replace")
+        content = decode_utf8(path.read_bytes(), path)
     lines = [line for line in content.splitlines() if line.strip()]
     if not lines:
         raise usage_error(f"no text in {'stdin' if source == STDIN else source}")

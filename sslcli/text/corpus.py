@@ -59,7 +59,7 @@ def tokenize_files(
     with progress_bar("tokenize", total, "B", enabled=show_progress, transient=True) as bar:
         for file in files:
             raw = file.read_bytes()
-            lines = [line for line in _decode(raw, file).splitlines() if line.strip()]
+            lines = [line for line in decode_utf8(raw, file).splitlines() if line.strip()]
             for start in range(0, len(lines), LINES_PER_CALL):
                 with quiet_transformers():
                     encoded = tokenizer(
@@ -70,7 +70,8 @@ def tokenize_files(
     return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.int32)
 
 
-def _decode(raw: bytes, file: Path) -> str:
+def decode_utf8(raw: bytes, file: Path) -> str:
+    """The text of ``file``; a usage error naming the first bad byte if it is not UTF-8."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -5,7 +5,9 @@ the text with every mask in place, a softmax over the vocabulary at each mask. W
 masks, each mask's guesses are therefore predicted independently (the other masks stay
 masked). The joint fill is iterative: the mask whose best guess is most probable is filled
 first, the model runs again with it filled, and so on until no mask is left (greedy, one
-pass per extra mask); its score is the product of the chosen probabilities.
+pass per extra mask); its score is the product of the chosen probabilities. The joint fill
+never chooses a special token ([MASK], [SEP], [PAD], [UNK], ...), though the guesses, as the
+pipeline's, may rank them.
 
 Texts longer than the model reads are truncated to a window centred on the masks; a text
 whose masks lie further apart than the model reads is refused.
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sslcli.errors import usage_error
 from sslcli.text.head import logits_at
-from sslcli.text.loading import special_tokens_around
+from sslcli.text.loading import position_count, special_token_ids, special_tokens_around
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 MASK_PLACEHOLDER = "[MASK]"
 """Accepted in every text whatever the model's own mask token is."""
 PREVIEW_CHARACTERS = 60
+DEFAULT_POSITIONS = 512
+"""Tokens read at once by a model whose config states no position table."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class FillMask:
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.mask_id: int = tokenizer.mask_token_id
+        self.special_ids = special_token_ids(tokenizer, model.config.vocab_size)
         self.max_tokens = _max_tokens(model, tokenizer)
         self.prefix, self.suffix = special_tokens_around(tokenizer)
 
@@ -192,7 +197,7 @@ class FillMask:
         while True:
             remaining = [position for position in positions if position not in chosen]
             probabilities = probabilities.clone()
-            probabilities[:, self.mask_id] = 0  # a filled mask must not stay a mask
+            probabilities[:, self.special_ids] = 0  # no [MASK], [SEP], [PAD], [UNK], ...
             best, token = probabilities.max(dim=-1)
             pick = int(best.argmax())
             chosen[remaining[pick]] = int(token[pick])
@@ -204,11 +209,9 @@ class FillMask:
 
 
 def _max_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens the model reads at once: its position table (RoBERTa's starts after the
-    padding index), capped by the tokenizer's stated maximum."""
-    embeddings = getattr(model.base_model, "embeddings", None)
-    offset = getattr(embeddings, "padding_idx", -1) + 1
-    positions = getattr(model.config, "max_position_embeddings", 512) - offset
+    """Tokens the model reads at once: its position table, capped by the tokenizer's stated
+    maximum."""
+    positions = position_count(model) or DEFAULT_POSITIONS
     stated = tokenizer.model_max_length
     return min(positions, stated) if stated and stated < 1_000_000 else positions
 

@@ -63,6 +63,22 @@ def special_tokens_around(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int]
     return ids[:index], ids[index + 1 :]
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, size: int) -> list[int]:
+    """The ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], [MASK], ...)
+    below ``size``."""
+    return [index for index in tokenizer.all_special_ids if index < size]
+
+
+def position_count(model: PreTrainedModel) -> int | None:
+    """Tokens the model's position table holds (RoBERTa's starts after the padding index);
+    None when its config states no table size."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    embeddings = getattr(model.base_model, "embeddings", None)
+    return positions - (getattr(embeddings, "padding_idx", -1) + 1)
+
+
 def load_masked_lm(
     name: str, device: str | torch.device = "cpu", *, require_head: bool = True
 ) -> LoadedModel:

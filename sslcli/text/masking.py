@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sslcli.errors import usage_error
+from sslcli.text.loading import special_token_ids
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,7 @@ def masking_vocabulary(tokenizer: PreTrainedTokenizerBase) -> MaskingVocabulary:
 
     size = len(tokenizer)
     special = torch.zeros(size, dtype=torch.bool)
-    special[[index for index in tokenizer.all_special_ids if index < size]] = True
+    special[special_token_ids(tokenizer, size)] = True
     return MaskingVocabulary(
         tokenizer.mask_token_id, size, special, _continuation_table(tokenizer, size)
     )

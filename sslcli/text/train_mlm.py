@@ -43,7 +43,7 @@ from sslcli.errors import runtime_error, usage_error
 from sslcli.text.corpus import build_blocks, corpus_digest, corpus_files
 from sslcli.text.head import logits_at
 from sslcli.text.init_model import initial_model
-from sslcli.text.loading import quiet_transformers
+from sslcli.text.loading import position_count, quiet_transformers
 from sslcli.text.masking import IGNORED_LABEL, MaskingVocabulary, mask_tokens, masking_vocabulary
 
 if TYPE_CHECKING:
@@ -183,6 +183,7 @@ def train_mlm(
     files = corpus_files(Path(config.corpus))
     config = _with_digest(config, corpus_digest(files))
     start = initial_model(config.init, config.tokenizer, config.seq_len, config.seed)
+    _check_positions(start.model, config.seq_len)
     blocks = build_blocks(
         files,
         start.tokenizer,
@@ -205,6 +206,17 @@ def train_mlm(
     export_model(run.model, start.tokenizer, run_dir, config.export_dtype)
     write_text_atomic(run_dir / RESULT_FILE, json.dumps(result.as_dict(), indent=2))
     return result
+
+
+def _check_positions(model: PreTrainedModel, seq_len: int) -> None:
+    """Refuse blocks longer than the position table before anything is written in the run
+    folder: the first step would fail, and a settings file left behind blocks the retry."""
+    positions = position_count(model)
+    if positions is not None and seq_len > positions:
+        raise usage_error(
+            f"--seq-len {seq_len} is longer than the model's {positions} positions",
+            f"use --seq-len {positions} or less",
+        )
 
 
 def _with_digest(config: MLMConfig, digest: str) -> MLMConfig:
@@ -280,15 +292,17 @@ class _Run:
             bar.advance(self.step)
             while not self._finished(deadline):
                 started = time.perf_counter()
-                result.loss = self._train_step()
+                loss = self._train_step()
                 self.step += 1
                 seconds += time.perf_counter() - started
                 tokens += config.batch_size * config.seq_len
+                if loss is not None:
+                    result.loss = loss
                 record: dict[str, float] = {}
                 if self.step % config.log_every == 0:
                     result.tokens_per_s = tokens / seconds
-                    record = {"loss": result.loss, "lr": self._lr(self.step - 1)}
-                    record["tokens_per_s"] = result.tokens_per_s
+                    record = {} if loss is None else {"loss": loss}
+                    record |= {"lr": self._lr(self.step - 1), "tokens_per_s": result.tokens_per_s}
                     tokens = seconds = 0.0
                 if self.step % config.eval_every == 0:
                     record |= self._evaluate(result)
@@ -298,7 +312,8 @@ class _Run:
                     shown["tok/s"] = f"{result.tokens_per_s:,.0f}"
                 if result.heldout_accuracy is not None:
                     shown["heldout acc"] = f"{result.heldout_accuracy:.3f}"
-                bar.advance(1, loss=result.loss, **shown)
+                losses = {} if result.loss is None else {"loss": result.loss}
+                bar.advance(1, **losses, **shown)
                 if stop.requested:
                     result.interrupted = not self._finished(deadline)
                     break
@@ -335,7 +350,10 @@ class _Run:
         chosen = self._epoch_order[1][index * size : (index + 1) * size]
         return self.blocks.train[chosen].long()
 
-    def _train_step(self) -> float:
+    def _train_step(self) -> float | None:
+        """One optimiser step; its loss, or None when the batch drew no masked token: such a
+        batch has nothing to predict (its mean loss would be 0/0), so the step trains nothing.
+        The masks depend on the seed and step alone, so a resumed run skips the same steps."""
         import torch
 
         step_seed = self.config.seed * 1_000_000_007 + self.step
@@ -347,6 +365,8 @@ class _Run:
             torch.Generator().manual_seed(step_seed),
             self.config.whole_words,
         )
+        if not (labels != IGNORED_LABEL).any():
+            return None
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
         self.model.train()

@@ -85,3 +85,12 @@ def test_default_model_ships_and_ranks_a_first() -> None:
     assert result.exit_code == 0, result.output
     (entry,) = json.loads(result.stdout)["results"]
     assert entry["guesses"][0][0]["token"] == "a"
+
+
+def test_a_file_that_is_not_utf8_is_refused(tiny_bert: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "latin1.txt"
+    texts.write_bytes("She was [MASK].\nA café [MASK].\n".encode("latin-1"))  # é is byte 21
+    result = mask_predict("--file", str(texts), "--model", str(tiny_bert), "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{texts} is not UTF-8 text (byte 21)" in result.stderr
+    assert "Traceback" not in result.output

@@ -123,3 +123,18 @@ def test_folder_without_a_model(tmp_path: Path) -> None:
     with pytest.raises(SSLError, match=r"does not hold a model: it has no config\.json") as error:
         load_masked_lm(str(tmp_path))
     assert error.value.exit_code == 2
+
+
+@pytest.mark.parametrize("model", ["tiny_bert", "tiny_roberta"])
+def test_joint_fill_never_chooses_a_special_token(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    fill_mask = fill(request.getfixturevalue(model))
+    special = fill_mask.tokenizer.all_special_ids
+    with torch.no_grad():  # every special token becomes the likeliest guess at every mask
+        fill_mask.model.get_output_embeddings().bias[special] += 50.0
+    (result,) = predict(fill_mask, ["She [MASK] was [MASK] and [MASK] happy."])
+    assert all(guesses[0].token_id in special for guesses in result.guesses)
+    assert len(result.filled_tokens) == 3
+    for token in result.filled_tokens:  # filled skips special tokens: check each choice
+        assert token.strip() and token not in fill_mask.tokenizer.all_special_tokens

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import shutil
 import signal
@@ -10,7 +11,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+from sslcli.engine.checkpoint import load_checkpoint
 from sslcli.engine.metrics_log import METRICS_FILE
+from sslcli.engine.run_lock import LOCK_FILE
 from sslcli.errors import SSLError
 from sslcli.text.fill_mask import FillMask
 from sslcli.text.init_model import initial_model
@@ -143,3 +146,44 @@ def test_bad_settings_are_refused(
 ) -> None:
     with pytest.raises(SSLError, match=message):
         run(config(bert_tokenizer, **changes), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("model", "seq_len", "positions"), [("tiny_bert", 65, 64), ("tiny_roberta", 63, 62)]
+)
+def test_a_seq_len_beyond_the_position_table_is_refused_before_the_run_folder_is_used(
+    model: str, seq_len: int, positions: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    folder = request.getfixturevalue(model)  # 64 positions; RoBERTa's start after padding
+    start = {"init": str(folder), "tokenizer": None, "steps": 2}
+    out = tmp_path / "run"
+    message = f"--seq-len {seq_len} is longer than the model's {positions} positions"
+    with pytest.raises(SSLError, match=message) as error:
+        run(config(folder, seq_len=seq_len, **start), out)
+    assert error.value.exit_code == 2
+    assert [path.name for path in out.iterdir()] == [LOCK_FILE]
+    assert run(config(folder, seq_len=positions, **start), out).step == 2
+
+
+def test_a_batch_without_a_masked_token_trains_nothing_and_the_run_goes_on(
+    bert_tokenizer: Path, tmp_path: Path
+) -> None:
+    # one block of 16 tokens a step: at seed 0, steps 2, 7 and 8 draw no masked token
+    settings = config(
+        bert_tokenizer, seq_len=16, batch_size=1, steps=8, eval_every=8, checkpoint_every=1
+    )
+    whole = run(settings, tmp_path / "whole")
+    records = [json.loads(line) for line in (tmp_path / "whole" / METRICS_FILE).open()]
+    losses = {record["step"]: record["loss"] for record in records if "loss" in record}
+    assert whole.step == 8 and whole.loss is not None
+    assert set(range(1, 9)) - losses.keys() == {2, 7, 8}
+    assert all(math.isfinite(loss) for loss in losses.values())
+    checkpoints = tmp_path / "whole" / "checkpoints"
+    before, after = (load_checkpoint(checkpoints / f"step-{step:08d}") for step in (7, 8))
+    for name, tensor in before.weights.items():
+        assert torch.equal(tensor, after.weights[name]), name
+    resumed = run(settings, tmp_path / "resumed", resume=checkpoints / "step-00000007")
+    assert resumed.step == 8
+    expected = load_file(tmp_path / "whole" / "model.safetensors")
+    for name, tensor in load_file(tmp_path / "resumed" / "model.safetensors").items():
+        assert torch.equal(tensor, expected[name]), name
