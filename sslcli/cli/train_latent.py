@@ -17,6 +17,7 @@ from sslcli.cli.training import (
     Epochs,
     EvalDir,
     Gpus,
+    Init,
     KnnEvery,
     Lr,
     OnlineProbe,
@@ -34,6 +35,7 @@ from sslcli.cli.training import (
     WeightDecay,
     given,
     train_and_report,
+    typed_on_command_line,
 )
 from sslcli.cli.view_options import (
     BlurProb,
@@ -50,7 +52,8 @@ from sslcli.cli.view_options import (
 
 
 def train_latent(
-    data: Data,
+    ctx: typer.Context,
+    data: Data = None,
     backbone: Backbone = "resnet18",
     size: Size = 224,
     small_images: SmallImages = None,
@@ -119,6 +122,7 @@ def train_latent(
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = None,
+    init: Init = None,
     knn_every: KnnEvery = 5,
     eval_dir: EvalDir = None,
     online_probe: OnlineProbe = False,
@@ -138,7 +142,7 @@ def train_latent(
     from sslcli.training.run import Devices
 
     request = TrainingRequest(
-        data=str(data),
+        data=None if data is None else str(data),
         method="latent",
         backbone=backbone,
         size=size,
@@ -181,6 +185,8 @@ def train_latent(
         stop_on_collapse=stop_on_collapse,
         strict=strict,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        init=None if init is None else str(init),
+        explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
     train_and_report("train-latent", request, Devices(gpus, cpu_procs), out, resume, as_json)
 

@@ -17,6 +17,7 @@ from sslcli.cli.training import (
     Epochs,
     EvalDir,
     Gpus,
+    Init,
     KnnEvery,
     Lr,
     OnlineProbe,
@@ -34,6 +35,7 @@ from sslcli.cli.training import (
     WeightDecay,
     given,
     train_and_report,
+    typed_on_command_line,
 )
 from sslcli.cli.view_options import (
     BlurProb,
@@ -51,7 +53,8 @@ from sslcli.errors import usage_error
 
 
 def train_siamese(
-    data: Data,
+    ctx: typer.Context,
+    data: Data = None,
     method: Annotated[str, typer.Option(help="SSL method (sslcli models lists them).")] = "simclr",
     backbone: Backbone = "resnet18",
     size: Size = 224,
@@ -84,6 +87,7 @@ def train_siamese(
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = None,
+    init: Init = None,
     knn_every: KnnEvery = 5,
     eval_dir: EvalDir = None,
     online_probe: OnlineProbe = False,
@@ -102,7 +106,7 @@ def train_siamese(
     from sslcli.training.run import Devices
 
     request = TrainingRequest(
-        data=str(data),
+        data=None if data is None else str(data),
         method=method,
         backbone=backbone,
         size=size,
@@ -139,6 +143,8 @@ def train_siamese(
         stop_on_collapse=stop_on_collapse,
         strict=strict,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        init=None if init is None else str(init),
+        explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
     train_and_report("train-siamese", request, Devices(gpus, cpu_procs), out, resume, as_json)
 

@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from sslcli.training.run import Devices, Start
 
 Data = Annotated[
-    Path,
+    Path | None,
     typer.Argument(
-        help="Folder of images (class sub-folders give a kNN accuracy).", show_default=False
+        help="Folder of images (class sub-folders give a kNN accuracy); with --resume, the "
+        "run's own unless given.",
+        show_default=False,
     ),
 ]
 
@@ -107,7 +109,22 @@ Out = Annotated[
 ]
 
 Resume = Annotated[
-    Path | None, typer.Option(help="Continue a run: its folder or a checkpoint folder.")
+    Path | None,
+    typer.Option(
+        help="Continue a run (its folder or a checkpoint folder) with its own settings; "
+        "--epochs, --lr, --weight-decay, --warmup-epochs and --precision given with it "
+        "change them (the schedule is re-planned).",
+        show_default=False,
+    ),
+]
+
+Init = Annotated[
+    Path | None,
+    typer.Option(
+        help="Start a new run from a trained encoder: a run, checkpoint or encoder/ folder "
+        "(fine-tuning on new data; the heads start afresh).",
+        show_default=False,
+    ),
 ]
 
 KnnEvery = Annotated[int, typer.Option(help="Epochs between kNN evaluations (labelled data).")]
@@ -147,6 +164,17 @@ def given(**options: object) -> dict[str, object]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def typed_on_command_line(ctx: typer.Context, renamed: dict[str, str]) -> frozenset[str]:
+    """The names of the parameters the user typed (not left at their defaults), as the
+    settings object names them (``renamed`` maps parameter names that differ)."""
+    # by name: Typer's click and the click package have separate enums
+    defaults = ("DEFAULT", "DEFAULT_MAP")
+    typed = (
+        n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") not in defaults
+    )
+    return frozenset(renamed.get(name, name) for name in typed)
+
+
 def train_and_report(
     command: str, request: TrainingRequest, devices: Devices, out: Path | None,
     resume: Path | None, as_json: bool,
@@ -168,7 +196,7 @@ def train_and_report(
         return
     _print_result(result, outcome.encoder)
     if result["interrupted"]:
-        hint = f"sslcli {command} {request.data} --resume {outcome.run_dir}"
+        hint = f"sslcli {command} --resume {outcome.run_dir}"
         stderr.print(f"stopped at step {result['step']}; continue with: {hint}", soft_wrap=True)
 
 
@@ -194,6 +222,10 @@ def _print_settings(command: str, start: Start) -> None:
     table.add_row(
         "run folder", str(run_dir) + (f" (resuming {checkpoint.name})" if checkpoint else "")
     )
+    if config.init is not None:
+        table.add_row("encoder from", config.init)
+    for name, (before, after) in start.changed.items():
+        table.add_row("changed", f"{name}: {before} -> {after} (the schedule is re-planned)")
     stderr.print(table)
 
 

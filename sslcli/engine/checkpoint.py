@@ -108,8 +108,13 @@ def resolve_resume(path: Path) -> Path:
     latest = path / CHECKPOINTS_FOLDER / LATEST_FILE
     if latest.is_file():
         return path / CHECKPOINTS_FOLDER / latest.read_text(encoding="utf-8").strip()
-    if (path / WEIGHTS_FILE).is_file() or (path / STATE_FILE).is_file():
+    if (path / STATE_FILE).is_file():
         return path  # a checkpoint folder (load_checkpoint says what it lacks, if anything)
+    if (path / WEIGHTS_FILE).is_file():
+        raise usage_error(
+            f"{path} is not a training checkpoint (it holds no trainer state)",
+            "give the run folder or one of its checkpoints/step-* folders",
+        )
     if not path.exists():
         raise usage_error(f"cannot resume: {path} does not exist")
     raise usage_error(

@@ -2,9 +2,12 @@
 resume, signals, non-finite losses, metrics and progress. It never knows which method or
 data it trains: a step's views come from ``batches`` and its loss from the model.
 
-Faults: Ctrl-C or SIGTERM finishes the step, writes a checkpoint and returns; a non-finite
-loss stops with an error and leaves the last good checkpoint; every rank agrees on both
-through one small all-reduce per step, so no rank waits for a peer that has stopped.
+Faults: Ctrl-C or SIGTERM finishes the step, writes a checkpoint and returns. A non-finite
+loss stops with :class:`Diverged` before the optimiser, the EMA targets or an observer's
+state take the step. A periodic checkpoint is written one step late, once the next step's
+loss has shown its weights are sound: weights that ran away (finite, but giving a non-finite
+loss at the next step) are never kept as "the last good checkpoint". Every rank agrees on
+both through one small all-reduce per step, so no rank waits for a peer that has stopped.
 """
 
 from __future__ import annotations
@@ -30,10 +33,38 @@ from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
 from sslcli.engine.signals import catch_stop_signals
-from sslcli.errors import runtime_error, usage_error
+from sslcli.errors import RUNTIME_EXIT_CODE, SSLError, runtime_error, usage_error
 
 Batches = Callable[[int], list[torch.Tensor]]
 """``batches(step)``: this rank's views for a global step, on the runtime's device."""
+
+
+class Diverged(SSLError):
+    """The loss became non-finite at ``step`` (1-based); ``last_good`` is the step of the
+    newest checkpoint whose weights gave a finite loss (None: none was written)."""
+
+    def __init__(self, step: int, loss: float, last_good: int | None, checkpoints: Path) -> None:
+        where = (
+            f"the last good checkpoint is step {last_good} in {checkpoints}"
+            if last_good is not None
+            else "no checkpoint was written before it"
+        )
+        super().__init__(
+            f"the loss became {loss} at step {step}; training stopped",
+            where,
+            exit_code=RUNTIME_EXIT_CODE,
+        )
+        self.step = step
+        self.last_good = last_good
+
+
+@dataclass
+class _Snapshot:
+    """A checkpoint's contents copied to the CPU, waiting for the next step to vouch for it."""
+
+    step: int
+    weights: dict[str, torch.Tensor]
+    state: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -93,27 +124,43 @@ class Trainer:
         self.step = 0
         self.observers = list(observers)
         self.metrics_log = MetricsLog(run_dir)
+        self.last_saved: int | None = None
+        """The step of the newest checkpoint written (or resumed from)."""
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
         state = checkpoint.trainer_state or {}
         if "optimizer" not in state:
             raise usage_error(
-                f"{checkpoint_path} is not a training checkpoint (it holds no trainer state)",
+                f"{checkpoint_path} holds no optimiser state to resume",
                 "give the run folder or one of its checkpoints/step-* folders",
             )
         check_compatible(checkpoint.config, self.config, self.resume_keys)
+        step = int(state["step"])
+        if step > self.schedule.total_steps:
+            raise usage_error(
+                f"{checkpoint_path} is at step {step}, past the {self.schedule.total_steps} "
+                "steps of this run's schedule",
+                "give more epochs to continue it",
+            )
         self.module.load_state_dict(checkpoint.weights)
+        # the moments come from the checkpoint, the hyper-parameters from this run's settings
+        # (a resumed run may change its weight decay, say)
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, settings in zip(self.optimizer.param_groups, hyper, strict=True):
+            group.update(settings)
         self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+        self.step = step
+        self.last_saved = self.step
         for observer in self.observers:
             if observer.state_key is not None and observer.state_key in state:
                 observer.load_state(state[observer.state_key])
         if self.runtime.is_main:
             self.metrics_log.forget_after(self.step)
 
-    def _save(self) -> Path | None:
+    def _snapshot(self) -> _Snapshot | None:
+        """This step's checkpoint contents, copied (the main process alone writes them)."""
         if not self.runtime.is_main:
             return None
         state = {
@@ -124,22 +171,32 @@ class Trainer:
         for observer in self.observers:
             if observer.state_key is not None:
                 state[observer.state_key] = observer.state()
-        config = {**self.config, "step": self.step}
+        return _Snapshot(self.step, _cpu_copy(self.module.state_dict()), _cpu_copy(state))
+
+    def _write(self, snapshot: _Snapshot | None) -> None:
+        if snapshot is None:
+            return
+        config = {**self.config, "step": snapshot.step}
         try:
-            return save_run_checkpoint(
-                self.run_dir, self.step, self.module.state_dict(), config, state
+            save_run_checkpoint(
+                self.run_dir, snapshot.step, snapshot.weights, config, snapshot.state
             )
         except OSError as error:
             raise runtime_error(
                 f"cannot write a checkpoint in {self.run_dir}: {error}",
                 "free disk space, then --resume from the last checkpoint",
             ) from error
+        self.last_saved = snapshot.step
+
+    def _save(self) -> None:
+        self._write(self._snapshot())
 
     def fit(self, batches: Batches) -> TrainResult:
         schedule, runtime = self.schedule, self.runtime
         last: dict[str, float] = {}
         window = _Window()
         shown: dict[str, str] = {}
+        pending: _Snapshot | None = None
         prefetcher = Prefetcher(batches, runtime.device)
         with (
             catch_stop_signals() as stop,
@@ -157,7 +214,7 @@ class Trainer:
                 following = self.step + 1 if self.step + 1 < schedule.total_steps else None
                 views = prefetcher.get(self.step, following)
                 loaded = time.perf_counter()
-                output = self._train_step(views)
+                output = self._forward_backward(views)
                 for observer in self.observers:
                     output.metrics |= observer.on_step(self.step, output)
                 loss = output.loss.detach().float()
@@ -174,11 +231,12 @@ class Trainer:
                     torch.cat([flags[:2], flags[2:] / runtime.world_size])
                 ).tolist()
                 if nonfinite:
-                    raise runtime_error(
-                        f"the loss became {mean_loss} at step {self.step + 1}; training stopped",
-                        f"the last good checkpoint is in {self.run_dir / 'checkpoints'}; "
-                        "lower --lr or use --precision fp32, then --resume",
+                    raise Diverged(
+                        self.step + 1, mean_loss, self.last_saved, self.run_dir / "checkpoints"
                     )
+                self._write(pending)  # this step's finite loss vouches for those weights
+                pending = None
+                self._update()
                 self.step += 1
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
                 extra_metrics = dict(zip(output.metrics, extra, strict=True))
@@ -201,8 +259,10 @@ class Trainer:
                 last |= metrics
                 bar.advance(1, loss=mean_loss, lr=lr, **shown, **window.short())
                 finished = self.step == schedule.total_steps
-                if stopping or finished or self.step % schedule.checkpoint_every == 0:
+                if stopping or finished:
                     self._save()
+                elif self.step % schedule.checkpoint_every == 0:
+                    pending = self._snapshot()
                 reason = next(filter(None, (o.stop_reason() for o in self.observers)), None)
                 if reason is not None:
                     self._save()
@@ -215,16 +275,18 @@ class Trainer:
                     return TrainResult(self.step, True, last)
         return TrainResult(self.step, False, last)
 
-    def _train_step(self, views: list[torch.Tensor]) -> StepOutput:
+    def _forward_backward(self, views: list[torch.Tensor]) -> StepOutput:
         self.model.train()
         with self.runtime.autocast():
             output = self.model(views)
         self.scaler.scale(output.loss).backward()
+        return output
+
+    def _update(self) -> None:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.module.after_step((self.step + 1) / self.schedule.total_steps)
-        return output
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:
@@ -259,3 +321,14 @@ class _Window:
         self.seconds = self.waiting = 0.0
         self.images = 0
         return result
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` with every tensor in it cloned to the CPU (state dicts hold live tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(item) for item in value)
+    return value

@@ -49,6 +49,10 @@ class TrainedModel:
     """The training run's ``preset`` and ``view_changes``, for augmented views at test time."""
     latent: LatentPredictive | None = None
     """The whole latent-variable model (predictor, targets) of a ``train-latent`` run."""
+    backbone_name: str | None = None
+    """The registry name of the backbone of a model sslcli trained (None: another)."""
+    small: bool | None = None
+    """Whether that backbone has the small-image stem."""
 
     def encoder(self, space: str) -> nn.Module:
         """The module mapping normalised images to embeddings in ``space``, in eval mode."""
@@ -145,6 +149,8 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
         description=label,
         method=config.get("method"),
         view_settings={key: config[key] for key in ("preset", "view_changes") if key in config},
+        backbone_name=config["backbone"],
+        small=config["small_images"],
     )
     if "out_dim" in config:  # an encoder export: the backbone's weights alone
         _load_weights(backbone, checkpoint.weights, checkpoint.path)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from sslcli.errors import usage_error
@@ -57,24 +58,22 @@ RESUME_KEYS = (
     "view_changes",
     "batch_size",
     "seed",
-    "epochs",
     "optimizer",
-    "lr_per_256",
-    "weight_decay",
-    "warmup_epochs",
     "method_options",
-    "precision",
     "images",
 )
 """Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
-state, the schedule or the data (``images`` fingerprints the decoded image set)."""
+state or the data order (``images`` fingerprints the decoded image set)."""
+REPLANNED_ON_RESUME = ("epochs", "lr_per_256", "weight_decay", "warmup_epochs", "precision")
+"""Settings a resumed run may change when given explicitly: the schedule is re-planned."""
 
 
 @dataclass(frozen=True)
 class TrainingRequest:
     """The options of ``train-siamese``/``train-latent`` as given; None = the default."""
 
-    data: str
+    data: str | None
+    """The image folder; None only when resuming (the run's own folder)."""
     method: str
     backbone: str
     size: int
@@ -102,6 +101,10 @@ class TrainingRequest:
     strict: bool
     cache_dir: str | None
     """Where decoded images are cached; None: the user's cache folder."""
+    init: str | None = None
+    """A trained encoder (run, checkpoint or encoder folder) the backbone starts from."""
+    explicit: frozenset[str] = frozenset()
+    """The fields the user gave: on resume, the others come from the run's config."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class TrainingConfig:
     stop_on_collapse: bool
     online_probe: bool
     """Train a linear classifier on the detached features as training goes (labelled data)."""
+    init: str | None
+    """The trained encoder the backbone started from (None: random initialisation)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -148,6 +153,31 @@ class TrainingConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
+def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingRequest:
+    """The request of a resumed run: every field the user did not give comes from the run's
+    config ``saved``; the method's options and view changes given are laid over the run's."""
+    values: dict[str, Any] = {}
+    for name in (field.name for field in fields(TrainingRequest)):
+        if name in ("init", "explicit"):
+            values[name] = getattr(request, name)
+        elif name in ("method_options", "view_changes"):
+            values[name] = saved[name] | getattr(request, name)
+        elif name in request.explicit:
+            values[name] = getattr(request, name)
+        else:
+            values[name] = saved[name]
+    return TrainingRequest(**values)
+
+
+def replanned(request: TrainingRequest, saved: Mapping[str, Any]) -> dict[str, tuple]:
+    """The schedule settings a resumed run changes: name -> (the run's, the new)."""
+    return {
+        name: (saved[name], getattr(request, name))
+        for name in REPLANNED_ON_RESUME
+        if name in request.explicit and getattr(request, name) != saved[name]
+    }
+
+
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     """Fill method defaults, scale the learning rate to the global batch, validate."""
     from sslcli.augment.presets import PRESETS
@@ -156,6 +186,8 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
 
+    if request.data is None:
+        raise usage_error("give DATA, a folder of images", "or continue a run with --resume RUN")
     BACKBONES.get(request.backbone)
     PRESETS.get(request.preset)
     method = METHODS.create(request.method)
@@ -222,4 +254,5 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         checkpoint_every=request.checkpoint_every,
         stop_on_collapse=request.stop_on_collapse,
         online_probe=request.online_probe,
+        init=request.init,
     )

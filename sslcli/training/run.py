@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class Start:
     run_dir: Path
     checkpoint: Path | None
     """The checkpoint resumed from (None: a new run)."""
+    changed: dict[str, tuple[Any, Any]]
+    """Schedule settings a resumed run changes: name -> (the run's, the new)."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +69,22 @@ def run_training(
         run_of_checkpoint,
         write_config,
     )
-    from sslcli.training.config import resolve_config
+    from sslcli.training.config import continued, replanned, resolve_config
     from sslcli.training.worker import train_worker
 
     plan = plan_launch(devices.gpus, devices.cpu_procs, torch.cuda.device_count(), os.environ)
     main_process = os.environ.get("RANK", "0") == "0"
-    config = resolve_config(request, plan.processes)
     checkpoint = resolve_resume(resume) if resume is not None else None
+    changed: dict[str, tuple[Any, Any]] = {}
     if checkpoint is not None:
-        read_checked_config(checkpoint)
+        saved = read_checked_config(checkpoint)
+        _check_kind(kind, saved, resume)
+        request = continued(request, saved)
+        changed = replanned(request, saved)
         out = out or run_of_checkpoint(checkpoint)
+    elif request.init is not None:
+        request = _from_encoder(request)
+    config = resolve_config(request, plan.processes)
     run_dir = out or Path("runs") / time.strftime(f"{kind}-%Y%m%d-%H%M%S")
     resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
         run_dir.resolve()
@@ -91,8 +99,39 @@ def run_training(
             )
         if main_process:
             write_config(run_dir, config.as_dict())
-            announce(Start(config, plan.device_type, run_dir, checkpoint))
+            announce(Start(config, plan.device_type, run_dir, checkpoint, changed))
         launch(plan, config.precision, config.seed, train_worker, config, run_dir, checkpoint)
     if not main_process:
         return None
     return Outcome(run_dir, run_dir / ENCODER_FOLDER, read_result(run_dir))
+
+
+def _check_kind(kind: str, saved: dict[str, Any], resume: Path | None) -> None:
+    """A latent run resumes with train-latent, a joint-embedding one with train-siamese."""
+    saved_kind = "latent" if saved["method"] == "latent" else "siamese"
+    if saved_kind != kind:
+        raise usage_error(
+            f"{resume} is a train-{saved_kind} run",
+            f"continue it with sslcli train-{saved_kind} --resume {resume}",
+        )
+
+
+def _from_encoder(request: TrainingRequest) -> TrainingRequest:
+    """``--init``: the backbone (and its stem) of the trained encoder, unless given."""
+    from sslcli.runs.loading import load_model
+
+    trained = load_model(request.init)
+    if trained.backbone_name is None:
+        raise usage_error(
+            f"--init {request.init} is not an encoder trained by sslcli",
+            "give a run folder, one of its checkpoints, or its encoder/ folder",
+        )
+    for name, value in (("backbone", trained.backbone_name), ("small_images", trained.small)):
+        if name in request.explicit and getattr(request, name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise usage_error(
+                f"{flag} {getattr(request, name)} does not fit --init {request.init} "
+                f"({name} {value})",
+                f"leave out {flag}: the run takes the encoder's",
+            )
+    return replace(request, backbone=trained.backbone_name, small_images=trained.small)

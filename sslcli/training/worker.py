@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sslcli.errors import usage_error
+from sslcli.errors import SSLError, runtime_error, usage_error
 
 if TYPE_CHECKING:
     from sslcli.engine.contract import Observer
     from sslcli.engine.runtime import Runtime
+    from sslcli.engine.trainer import Diverged
     from sslcli.training.config import TrainingConfig
     from sslcli.training.observers import LabelledImages
 
@@ -29,7 +30,7 @@ def train_worker(
     from sslcli.data.folder import scan_image_folder
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.progress import progress_bar
-    from sslcli.engine.trainer import Schedule, Trainer
+    from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
     from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
@@ -71,6 +72,8 @@ def train_worker(
         )
 
     backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
+    if config.init is not None and resume is None:
+        _start_from_encoder(backbone, config.init)
     method = METHODS.create(config.method)(backbone, **config.method_options)
     steps_per_epoch = count // config.batch_size
     schedule = Schedule(
@@ -117,12 +120,38 @@ def train_worker(
     )
     if resume is not None:
         trainer.resume(resume)
-    result = trainer.fit(batches)
+    try:
+        result = trainer.fit(batches)
+    except Diverged as error:
+        raise _with_advice(error, config, run_dir) from error
     if runtime.is_main:
         _export_encoder(trainer.module.backbone, config, run_dir)
         write_result(
             run_dir, {"step": result.step, "interrupted": result.interrupted, **result.last}
         )
+
+
+def _start_from_encoder(backbone: torch.nn.Module, init: str) -> None:
+    """``--init``: the trained encoder's backbone weights (the run's checks chose the same
+    architecture); the heads the method adds start afresh."""
+    from sslcli.runs.loading import load_model
+
+    backbone.load_state_dict(load_model(init).backbone.state_dict())
+
+
+def _with_advice(error: Diverged, config: TrainingConfig, run_dir: Path) -> SSLError:
+    """The divergence, with the command that continues (or restarts) the run."""
+    command = "train-latent" if config.method == "latent" else "train-siamese"
+    lower = f"--lr {config.lr_per_256 / 10:g}"
+    fp32 = ", or --precision fp32" if config.precision != "fp32" else ""
+    if error.last_good is None:
+        advice = f"start again with a lower learning rate, e.g. {lower}{fp32}"
+    else:
+        advice = (
+            f"continue from it with a lower learning rate: sslcli {command} --resume "
+            f"{run_dir} {lower}{fp32}"
+        )
+    return runtime_error(error.message, f"{error.hint}; {advice}")
 
 
 def _evaluation_images(
