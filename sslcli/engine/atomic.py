@@ -7,6 +7,7 @@ renamed into place (a rename within one filesystem is atomic).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -75,3 +76,11 @@ def atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(previous)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_failure(path: Path, error: OSError) -> str:
+    """What went wrong writing ``path``, in words: "disk full at PATH" when it was that."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return f"disk full at {path}"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"cannot write {path} ({reason})"

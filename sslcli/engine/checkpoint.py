@@ -9,6 +9,7 @@ loading a checkpoint never runs code from it.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import shutil
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from sslcli.engine.atomic import atomic_folder, write_text_atomic
-from sslcli.errors import runtime_error, usage_error
+from sslcli.errors import SSLError, usage_error
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,18 +46,27 @@ def save_checkpoint(
     config: Mapping[str, Any],
     trainer_state: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write one checkpoint folder atomically and return its path."""
+    """Write one checkpoint folder atomically and return its path.
+
+    Both files are serialised in memory and written with plain file writes, so a full disk
+    is an ``OSError`` (ENOSPC) rather than each library's own error.
+    """
     tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in weights.items()}
     with atomic_folder(folder) as temporary:
         (temporary / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        save_file(tensors, str(temporary / WEIGHTS_FILE))
+        (temporary / WEIGHTS_FILE).write_bytes(save(tensors))
         if trainer_state is not None:
-            torch.save(dict(trainer_state), temporary / STATE_FILE)
+            state = io.BytesIO()
+            torch.save(dict(trainer_state), state)
+            (temporary / STATE_FILE).write_bytes(state.getbuffer())
     return folder
 
 
-def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint folder; a clear error when it is missing or incomplete."""
+def load_checkpoint(
+    folder: Path, device: str | torch.device = "cpu", trainer_state: bool = True
+) -> Checkpoint:
+    """Read a checkpoint folder (its trainer state only with ``trainer_state``: inference
+    needs the weights alone); one clear sentence naming the file that is missing or damaged."""
     if not folder.is_dir():
         raise usage_error(f"no checkpoint at {folder}", "give a run folder or a checkpoint folder")
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
@@ -66,16 +77,43 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> Checkpo
         )
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        weights = load_file(str(folder / WEIGHTS_FILE), device=str(device))
-        state_path = folder / STATE_FILE
-        state = (
-            torch.load(state_path, map_location=device, weights_only=True)
-            if state_path.is_file()
-            else None
-        )
-    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
-        raise runtime_error(f"cannot read checkpoint {folder}: {error}") from error
+    except (OSError, ValueError) as error:
+        raise damaged(folder / CONFIG_FILE, error) from None
+    weights = read_weights(folder / WEIGHTS_FILE, device)
+    state_path = folder / STATE_FILE
+    state = (
+        read_trainer_state(state_path, device) if trainer_state and state_path.is_file() else None
+    )
     return Checkpoint(folder, config, weights, state)
+
+
+def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise damaged(path, error) from None
+
+
+def read_trainer_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Tensors and plain values only (``weights_only``): loading never runs code from it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise usage_error(
+            f"{path} holds non-tensor objects; refusing to load it (that could run code)",
+            "use a checkpoint written by sslcli",
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise damaged(path, error) from None
+
+
+def damaged(path: Path, error: Exception) -> SSLError:
+    """The error for a file that exists but cannot be read: truncated, edited, corrupt."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return usage_error(
+        f"{path} is damaged or incomplete ({reason[:120]})",
+        "restore it from a copy, or use another checkpoint of the run (checkpoints/step-*)",
+    )
 
 
 def step_folder(run: Path, step: int) -> Path:

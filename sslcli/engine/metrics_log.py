@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sslcli.engine.atomic import write_text_atomic
+from sslcli.engine.atomic import write_failure, write_text_atomic
 from sslcli.errors import runtime_error
 
 METRICS_FILE = "metrics.jsonl"
@@ -26,7 +26,9 @@ class MetricsLog:
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
         except OSError as error:
-            raise runtime_error(f"cannot write {METRICS_FILE}: {error}") from error
+            raise runtime_error(
+                write_failure(self.path, error), "free space, then resume the run"
+            ) from None
 
     def forget_after(self, step: int) -> None:
         """Drop the records of steps after ``step``."""

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sslcli.engine.atomic import write_failure
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
 from sslcli.engine.collectives import all_reduce_sum
@@ -182,10 +183,14 @@ class Trainer:
                 self.run_dir, snapshot.step, snapshot.weights, config, snapshot.state
             )
         except OSError as error:
+            last = self.last_saved
+            kept = f"last checkpoint step {last}" if last is not None else "no checkpoint yet"
             raise runtime_error(
-                f"cannot write a checkpoint in {self.run_dir}: {error}",
-                "free disk space, then --resume from the last checkpoint",
-            ) from error
+                f"{write_failure(self.run_dir, error)}; {kept}",
+                f"free space, then resume from {self.run_dir}"
+                if last is not None
+                else "free space, then start again",
+            ) from None
         self.last_saved = snapshot.step
 
     def _save(self) -> None:

@@ -16,14 +16,17 @@ size and centre-cropped (as training decoded them), normalised with the model's 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from sslcli.errors import usage_error
+from sslcli.engine.checkpoint import damaged
 from sslcli.engine.hub import looks_like_hub_id
 from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 
@@ -103,13 +106,15 @@ def _load_path(path: Path) -> TrainedModel:
     )
 
     if (path / CHECKPOINTS_FOLDER / LATEST_FILE).is_file():
-        return _from_checkpoint(load_checkpoint(resolve_resume(path)), f"run {path}")
+        checkpoint = load_checkpoint(resolve_resume(path), trainer_state=False)
+        return _from_checkpoint(checkpoint, f"run {path}")
     if (path / ENCODER_FOLDER / "config.json").is_file():
-        return _from_checkpoint(load_checkpoint(path / ENCODER_FOLDER), f"run {path}")
+        encoder = load_checkpoint(path / ENCODER_FOLDER, trainer_state=False)
+        return _from_checkpoint(encoder, f"run {path}")
     config = _read_config(path)
     if "model_type" in config:
         return _load_transformers(str(path))
-    return _from_checkpoint(load_checkpoint(path), str(path))
+    return _from_checkpoint(load_checkpoint(path, trainer_state=False), str(path))
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -138,7 +143,7 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
         )
     check_format(config, checkpoint.path)
     backbone = BACKBONES.create(config["backbone"], small_images=config["small_images"])
-    step = (checkpoint.trainer_state or {}).get("step")
+    step = config.get("step")
     label = f"{where} ({config.get('method', '?')}, {config['backbone']}"
     label += f", step {step})" if step is not None else ", encoder export)"
     model = TrainedModel(
@@ -217,6 +222,15 @@ def _load_transformers(name: str) -> TrainedModel:
     try:
         config = AutoConfig.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
+    except pickle.UnpicklingError:
+        pickled = sorted(Path(name).glob("*.bin")) if Path(name).is_dir() else []
+        raise usage_error(
+            f"{pickled[0] if pickled else name} holds non-tensor objects; refusing to load it "
+            "(that could run code)",
+            "save the model as safetensors (save_pretrained's default)",
+        ) from None
+    except SafetensorError as error:
+        raise damaged(Path(name), error) from None
     except OSError as error:
         raise usage_error(
             f"cannot load vision model {name}: {str(error).splitlines()[0]}",

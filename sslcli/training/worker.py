@@ -28,6 +28,7 @@ def train_worker(
     from sslcli.augment.presets import PRESETS, customise
     from sslcli.data.cache import decode_once
     from sslcli.data.folder import scan_image_folder
+    from sslcli.engine.atomic import write_failure
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.progress import progress_bar
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
@@ -125,10 +126,15 @@ def train_worker(
     except Diverged as error:
         raise _with_advice(error, config, run_dir) from error
     if runtime.is_main:
-        _export_encoder(trainer.module.backbone, config, run_dir)
-        write_result(
-            run_dir, {"step": result.step, "interrupted": result.interrupted, **result.last}
-        )
+        record = {"step": result.step, "interrupted": result.interrupted, **result.last}
+        try:
+            _export_encoder(trainer.module.backbone, config, run_dir)
+            write_result(run_dir, record)
+        except OSError as error:
+            raise runtime_error(
+                f"{write_failure(run_dir, error)}; the checkpoint of step {result.step} is kept",
+                f"free space, then resume the run to write its encoder: --resume {run_dir}",
+            ) from None
 
 
 def _start_from_encoder(backbone: torch.nn.Module, init: str) -> None:

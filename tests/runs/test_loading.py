@@ -1,6 +1,7 @@
 """Loading what --model names: runs, checkpoints, exports, backbones, transformers models."""
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,62 @@ def test_an_unreachable_hub_model_is_a_clear_error() -> None:
     with pytest.raises(SSLError, match="cannot load vision model nobody/no-such-model") as error:
         load_model("nobody/no-such-model")
     assert "hub" in error.value.hint
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "encoder"])
+def test_a_truncated_weights_file_is_one_sentence_naming_it(
+    trained_run: Path, tmp_path: Path, where: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    folder = resolve_resume(run) if where == "checkpoint" else run / "encoder"
+    _truncate(folder / "model.safetensors")
+    with pytest.raises(SSLError) as raised:
+        load_model(str(run if where == "checkpoint" else folder))
+    assert str(folder / "model.safetensors") in raised.value.message
+    assert "damaged" in raised.value.message and "\n" not in raised.value.message
+
+
+def test_a_damaged_trainer_state_does_not_block_the_weights(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    _truncate(resolve_resume(run) / "trainer_state.pt")
+    model = load_model(str(run))
+    weights = load_checkpoint(resolve_resume(trained_run)).weights
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, weights["backbone." + name])
+
+
+def test_a_pickled_transformers_folder_is_refused_without_running_it(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=8, hidden_size=24, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32,
+    )  # fmt: skip
+    folder = tmp_path / "vit"
+    transformers.ViTModel(config).save_pretrained(folder, safe_serialization=False)
+    (folder / "model.safetensors").unlink(missing_ok=True)
+    marker = tmp_path / "ran"
+    (folder / "pytorch_model.bin").write_bytes(
+        pickle.dumps(_Payload(str(marker)))  # a pickle that would create a file when loaded
+    )
+    with pytest.raises(SSLError) as raised:
+        load_model(str(folder))
+    assert "pytorch_model.bin" in raised.value.message
+    assert "non-tensor objects; refusing" in raised.value.message
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))

@@ -112,3 +112,41 @@ def test_a_run_that_diverges_at_once_says_how_to_start_again(digits: Path, tmp_p
     # nothing in the folder blocks the advice: the same --out takes the new run
     again = _train(digits, tmp_path, "nan", "--epochs", "1")
     assert again.exit_code == 0, again.output
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_sentence_and_keeps_the_last_one(
+    digits: Path, tmp_path: Path, small_disk
+) -> None:
+    disk = small_disk(2900)  # room for two checkpoints of 1.1 MB, not for a third beside them
+    options = ("--epochs", "200", "--checkpoint-every", "1", "--cache-dir", str(tmp_path / "c"))
+    result = runner.invoke(
+        app, ["train-siamese", str(digits), *_options_on(disk / "run"), *options]
+    )
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), repr(result.exception)
+    message = " ".join(result.stderr.split())
+    assert f"disk full at {disk / 'run'}" in message
+    kept = load_checkpoint(resolve_resume(disk / "run"))  # the last one is whole
+    assert f"last checkpoint step {kept.config['step']}" in message
+    assert f"then resume from {disk / 'run'}" in message
+
+
+def test_a_damaged_checkpoint_on_resume_is_one_sentence(digits: Path, tmp_path: Path) -> None:
+    assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
+    weights = resolve_resume(tmp_path / "run") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = runner.invoke(
+        app, ["train-siamese", "--resume", str(tmp_path / "run"), "--epochs", "2"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{weights} is damaged" in " ".join(result.stderr.split())
+
+
+def _options_on(out: Path) -> list[str]:
+    return [
+        "--backbone", "tiny-cnn", "--size", "16", "--batch-size", "16", "--gpus", "0",
+        "--optimizer", "sgd", "--lr", "0.5", "--projector-hidden-dim", "64",
+        "--projector-dim", "32", "--out", str(out),
+    ]  # fmt: skip
