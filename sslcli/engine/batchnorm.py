@@ -7,6 +7,8 @@ all-reduce. Either way 2 processes x batch B normalise exactly like 1 process x 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -75,7 +77,10 @@ def _to_global(module: nn.Module) -> nn.Module:
             module.track_running_stats,
         )
         replacement.load_state_dict(module.state_dict())
-        replacement.to(next(iter(module.state_dict().values())).device)
+        # affine=False with track_running_stats=False holds no tensor: nothing to move
+        tensors = itertools.chain(module.parameters(), module.buffers())
+        if (first := next(tensors, None)) is not None:
+            replacement.to(first.device)
         if module.affine:  # the same Parameters: frozen stays frozen (momentum targets)
             replacement.weight, replacement.bias = module.weight, module.bias
         return replacement

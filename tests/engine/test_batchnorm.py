@@ -54,3 +54,17 @@ def test_conversion_keeps_the_parameters_and_whether_they_train() -> None:
     model = synchronise_batchnorm(nn.Sequential(frozen, trained), torch.device("cpu"))
     assert not model[0].weight.requires_grad and model[1].weight.requires_grad
     assert model[1].weight is trained.weight
+
+
+@pytest.mark.parametrize("track_running_stats", [True, False])
+def test_a_batchnorm_without_parameters_or_buffers_converts(track_running_stats: bool) -> None:
+    torch.manual_seed(0)
+    reference = nn.BatchNorm1d(3, affine=False, track_running_stats=track_running_stats)
+    model = synchronise_batchnorm(
+        nn.Sequential(nn.BatchNorm1d(3, affine=False, track_running_stats=track_running_stats)),
+        torch.device("cpu"),
+    )
+    assert isinstance(model[0], GlobalBatchNorm)
+    assert model[0].weight is None and model[0].bias is None
+    x = torch.randn(8, 3) * 2 + 1
+    torch.testing.assert_close(model[0](x), reference(x))
