@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -84,6 +85,16 @@ def launch(plan: LaunchPlan, precision: str, seed: int, worker: Worker, *args: A
         _spawn(plan, precision, seed, worker, args)
 
 
+class _WorkersFailed(Exception):
+    """A worker failed; ``killed`` maps the rank of each worker that a signal had ended, before
+    the others were stopped, to that signal's number."""
+
+    def __init__(self, cause: Exception, killed: dict[int, int]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.killed = killed
+
+
 def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tuple) -> None:
     import torch.multiprocessing as mp
 
@@ -103,16 +114,17 @@ def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tu
             start_method="spawn",
         )
         signal.signal(signal.SIGTERM, lambda signum, frame: _forward(signum, processes))
-        while not processes.join():
-            pass
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
+        _join(processes)
+    except _WorkersFailed as failed:
         if not errors.empty():
             message, hint, exit_code = errors.get()
-            raise SSLError(message, hint, exit_code=exit_code) from failure
-        last_line = str(failure).strip().splitlines()[-1]
+            raise SSLError(message, hint, exit_code=exit_code) from failed.cause
+        if failed.killed:
+            raise _killed_error(*min(failed.killed.items())) from failed.cause
+        last_line = str(failed.cause).strip().splitlines()[-1]
         raise runtime_error(
             f"a worker process failed: {last_line}", "run again with --debug for the traceback"
-        ) from failure
+        ) from failed.cause
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
@@ -122,6 +134,49 @@ def _forward(signum: int, processes: Any) -> None:
     for process in processes.processes:
         if process.is_alive():
             os.kill(process.pid, signum)
+
+
+def _join(processes: Any) -> None:
+    """Wait until every worker has ended; raise :class:`_WorkersFailed` when one failed.
+
+    torch's ``ProcessContext.join`` reports one failed worker, the first it looks at, and
+    stops the others with SIGTERM. Which workers a signal killed is read here before that:
+    a worker the OOM killer ended is then named even when a survivor's "Connection closed
+    by peer" is what join reports.
+    """
+    import torch.multiprocessing as mp
+
+    while True:
+        running = [process.sentinel for process in processes.processes if process.exitcode is None]
+        if running:
+            multiprocessing.connection.wait(running)
+        killed = {
+            rank: -process.exitcode
+            for rank, process in enumerate(processes.processes)
+            if process.exitcode is not None and process.exitcode < 0
+        }
+        try:
+            if processes.join():
+                return
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
+            if isinstance(failure, mp.ProcessExitedException) and failure.exit_code < 0:
+                killed.setdefault(failure.error_index, -failure.exit_code)
+            raise _WorkersFailed(failure, killed) from failure
+
+
+def _killed_error(rank: int, signum: int) -> SSLError:
+    """The error for a worker that a signal ended (no Python traceback: it had no chance)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if signum == signal.SIGKILL:
+        return runtime_error(
+            f"the worker process of rank {rank} was killed by SIGKILL, most likely by the "
+            "operating system because the machine ran out of memory",
+            "use a smaller --batch-size or fewer processes",
+        )
+    return runtime_error(f"the worker process of rank {rank} was killed by {name}")
 
 
 def _spawned_process(
