@@ -8,13 +8,14 @@ joins that group and spawns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import multiprocessing.connection
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,17 @@ def launch(plan: LaunchPlan, precision: str, seed: int, worker: Worker, *args: A
         _spawn(plan, precision, seed, worker, args)
 
 
+PORT_ATTEMPTS = 5
+"""Rendezvous ports tried: a port found free can be taken by another program before rank 0
+binds it (:func:`_free_port` cannot hold it for the workers)."""
+_PORT_TAKEN_EXIT_CODE = 98
+"""A spawned rank 0 exits with this (Linux's errno EADDRINUSE) when its port was taken."""
+
+
+class _PortTaken(RuntimeError):
+    """Rank 0 could not listen on the rendezvous port: another program holds it."""
+
+
 class _WorkersFailed(Exception):
     """A worker failed; ``killed`` maps the rank of each worker that a signal had ended, before
     the others were stopped, to that signal's number."""
@@ -95,25 +107,91 @@ class _WorkersFailed(Exception):
         self.killed = killed
 
 
+class _SignalForwarder:
+    """The launching process's SIGTERM handler: passes the signal on to the workers.
+
+    It is installed before the workers start, so that a SIGTERM arriving while they start
+    neither kills this process (leaving them behind) nor goes unseen: it is held and passed
+    on as soon as the workers exist.
+    """
+
+    def __init__(self) -> None:
+        self._processes: Any = None
+        self._pending: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self._processes is None:
+            self._pending = signum
+        else:
+            _forward(signum, self._processes)
+
+    def attach(self, processes: Any) -> None:
+        self._processes = processes
+        if self._pending is not None:
+            signum, self._pending = self._pending, None
+            _forward(signum, processes)
+
+    def detach(self) -> None:
+        self._processes = None
+
+
+def _forward(signum: int, processes: Any) -> None:
+    for process in processes.processes:
+        if process.is_alive():
+            os.kill(process.pid, signum)
+
+
+@contextlib.contextmanager
+def _signals_for_workers() -> Iterator[_SignalForwarder]:
+    """Within the block this process ignores Ctrl-C and passes SIGTERM on to the workers.
+
+    The workers handle both (finish the step, checkpoint, exit 0); the terminal sends Ctrl-C
+    to them too.
+    """
+    forwarder = _SignalForwarder()
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, forwarder)
+    try:
+        yield forwarder
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
 def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tuple) -> None:
+    with _signals_for_workers() as forwarder:
+        for _ in range(PORT_ATTEMPTS):
+            if _run_workers(plan, _free_port(), precision, seed, worker, args, forwarder):
+                return
+    raise runtime_error(
+        f"the worker processes found their rendezvous port taken {PORT_ATTEMPTS} times",
+        "another program on this machine is taking ports; run again",
+    )
+
+
+def _run_workers(
+    plan: LaunchPlan,
+    port: int,
+    precision: str,
+    seed: int,
+    worker: Worker,
+    args: tuple,
+    forwarder: _SignalForwarder,
+) -> bool:
+    """Start the workers on ``port`` and wait for them: True when they all succeeded, False
+    when ``port`` turned out to be taken. Raises the :class:`SSLError` their failure means."""
     import torch.multiprocessing as mp
 
-    context = mp.get_context("spawn")
-    errors: SimpleQueue = context.SimpleQueue()
-    port = _free_port()
-    # The workers handle Ctrl-C and SIGTERM (finish the step, checkpoint, exit 0): this
-    # process ignores Ctrl-C (the terminal sends it to the workers too) and passes SIGTERM on.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    previous_term = signal.getsignal(signal.SIGTERM)
+    errors: SimpleQueue = mp.get_context("spawn").SimpleQueue()
+    processes = mp.start_processes(
+        _spawned_process,
+        args=(plan, port, precision, seed, worker, args, errors),
+        nprocs=plan.processes,
+        join=False,
+        start_method="spawn",
+    )
+    forwarder.attach(processes)
     try:
-        processes = mp.start_processes(
-            _spawned_process,
-            args=(plan, port, precision, seed, worker, args, errors),
-            nprocs=plan.processes,
-            join=False,
-            start_method="spawn",
-        )
-        signal.signal(signal.SIGTERM, lambda signum, frame: _forward(signum, processes))
         _join(processes)
     except _WorkersFailed as failed:
         if not errors.empty():
@@ -121,19 +199,15 @@ def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tu
             raise SSLError(message, hint, exit_code=exit_code) from failed.cause
         if failed.killed:
             raise _killed_error(*min(failed.killed.items())) from failed.cause
+        if processes.processes[0].exitcode == _PORT_TAKEN_EXIT_CODE:
+            return False
         last_line = str(failed.cause).strip().splitlines()[-1]
         raise runtime_error(
             f"a worker process failed: {last_line}", "run again with --debug for the traceback"
         ) from failed.cause
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-
-
-def _forward(signum: int, processes: Any) -> None:
-    for process in processes.processes:
-        if process.is_alive():
-            os.kill(process.pid, signum)
+        forwarder.detach()
+    return True
 
 
 def _join(processes: Any) -> None:
@@ -207,6 +281,8 @@ def _spawned_process(
     except SSLError as error:
         errors.put((error.message, error.hint, error.exit_code))
         raise SystemExit(error.exit_code) from error
+    except _PortTaken as taken:  # the launcher tries another port
+        raise SystemExit(_PORT_TAKEN_EXIT_CODE) from taken
 
 
 def _run_in_group(
@@ -226,9 +302,14 @@ def _run_in_group(
     )
     backend = "nccl" if device_type == "cuda" else "gloo"
     init = {"device_id": runtime.device} if device_type == "cuda" else {}
-    dist.init_process_group(
-        backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **init
-    )
+    try:
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **init
+        )
+    except dist.DistNetworkError as error:
+        if "EADDRINUSE" in str(error):  # rank 0 could not listen on MASTER_PORT
+            raise _PortTaken(str(error)) from error
+        raise
     try:
         worker(runtime, *args)
         dist.barrier()
