@@ -8,12 +8,14 @@ joins that group and spawns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
+import multiprocessing.connection
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,44 +86,171 @@ def launch(plan: LaunchPlan, precision: str, seed: int, worker: Worker, *args: A
         _spawn(plan, precision, seed, worker, args)
 
 
-def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tuple) -> None:
-    import torch.multiprocessing as mp
+PORT_ATTEMPTS = 5
+"""Rendezvous ports tried: a port found free can be taken by another program before rank 0
+binds it (:func:`_free_port` cannot hold it for the workers)."""
+_PORT_TAKEN_EXIT_CODE = 98
+"""A spawned rank 0 exits with this (Linux's errno EADDRINUSE) when its port was taken."""
 
-    context = mp.get_context("spawn")
-    errors: SimpleQueue = context.SimpleQueue()
-    port = _free_port()
-    # The workers handle Ctrl-C and SIGTERM (finish the step, checkpoint, exit 0): this
-    # process ignores Ctrl-C (the terminal sends it to the workers too) and passes SIGTERM on.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    previous_term = signal.getsignal(signal.SIGTERM)
-    try:
-        processes = mp.start_processes(
-            _spawned_process,
-            args=(plan, port, precision, seed, worker, args, errors),
-            nprocs=plan.processes,
-            join=False,
-            start_method="spawn",
-        )
-        signal.signal(signal.SIGTERM, lambda signum, frame: _forward(signum, processes))
-        while not processes.join():
-            pass
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
-        if not errors.empty():
-            message, hint, exit_code = errors.get()
-            raise SSLError(message, hint, exit_code=exit_code) from failure
-        last_line = str(failure).strip().splitlines()[-1]
-        raise runtime_error(
-            f"a worker process failed: {last_line}", "run again with --debug for the traceback"
-        ) from failure
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+
+class _PortTaken(RuntimeError):
+    """Rank 0 could not listen on the rendezvous port: another program holds it."""
+
+
+class _WorkersFailed(Exception):
+    """A worker failed; ``killed`` maps the rank of each worker that a signal had ended, before
+    the others were stopped, to that signal's number."""
+
+    def __init__(self, cause: Exception, killed: dict[int, int]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.killed = killed
+
+
+class _SignalForwarder:
+    """The launching process's SIGTERM handler: passes the signal on to the workers.
+
+    It is installed before the workers start, so that a SIGTERM arriving while they start
+    neither kills this process (leaving them behind) nor goes unseen: it is held and passed
+    on as soon as the workers exist.
+    """
+
+    def __init__(self) -> None:
+        self._processes: Any = None
+        self._pending: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self._processes is None:
+            self._pending = signum
+        else:
+            _forward(signum, self._processes)
+
+    def attach(self, processes: Any) -> None:
+        self._processes = processes
+        if self._pending is not None:
+            signum, self._pending = self._pending, None
+            _forward(signum, processes)
+
+    def detach(self) -> None:
+        self._processes = None
 
 
 def _forward(signum: int, processes: Any) -> None:
     for process in processes.processes:
         if process.is_alive():
             os.kill(process.pid, signum)
+
+
+@contextlib.contextmanager
+def _signals_for_workers() -> Iterator[_SignalForwarder]:
+    """Within the block this process ignores Ctrl-C and passes SIGTERM on to the workers.
+
+    The workers handle both (finish the step, checkpoint, exit 0); the terminal sends Ctrl-C
+    to them too.
+    """
+    forwarder = _SignalForwarder()
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, forwarder)
+    try:
+        yield forwarder
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _spawn(plan: LaunchPlan, precision: str, seed: int, worker: Worker, args: tuple) -> None:
+    with _signals_for_workers() as forwarder:
+        for _ in range(PORT_ATTEMPTS):
+            if _run_workers(plan, _free_port(), precision, seed, worker, args, forwarder):
+                return
+    raise runtime_error(
+        f"the worker processes found their rendezvous port taken {PORT_ATTEMPTS} times",
+        "another program on this machine is taking ports; run again",
+    )
+
+
+def _run_workers(
+    plan: LaunchPlan,
+    port: int,
+    precision: str,
+    seed: int,
+    worker: Worker,
+    args: tuple,
+    forwarder: _SignalForwarder,
+) -> bool:
+    """Start the workers on ``port`` and wait for them: True when they all succeeded, False
+    when ``port`` turned out to be taken. Raises the :class:`SSLError` their failure means."""
+    import torch.multiprocessing as mp
+
+    errors: SimpleQueue = mp.get_context("spawn").SimpleQueue()
+    processes = mp.start_processes(
+        _spawned_process,
+        args=(plan, port, precision, seed, worker, args, errors),
+        nprocs=plan.processes,
+        join=False,
+        start_method="spawn",
+    )
+    forwarder.attach(processes)
+    try:
+        _join(processes)
+    except _WorkersFailed as failed:
+        if not errors.empty():
+            message, hint, exit_code = errors.get()
+            raise SSLError(message, hint, exit_code=exit_code) from failed.cause
+        if failed.killed:
+            raise _killed_error(*min(failed.killed.items())) from failed.cause
+        if processes.processes[0].exitcode == _PORT_TAKEN_EXIT_CODE:
+            return False
+        last_line = str(failed.cause).strip().splitlines()[-1]
+        raise runtime_error(
+            f"a worker process failed: {last_line}", "run again with --debug for the traceback"
+        ) from failed.cause
+    finally:
+        forwarder.detach()
+    return True
+
+
+def _join(processes: Any) -> None:
+    """Wait until every worker has ended; raise :class:`_WorkersFailed` when one failed.
+
+    torch's ``ProcessContext.join`` reports one failed worker, the first it looks at, and
+    stops the others with SIGTERM. Which workers a signal killed is read here before that:
+    a worker the OOM killer ended is then named even when a survivor's "Connection closed
+    by peer" is what join reports.
+    """
+    import torch.multiprocessing as mp
+
+    while True:
+        running = [process.sentinel for process in processes.processes if process.exitcode is None]
+        if running:
+            multiprocessing.connection.wait(running)
+        killed = {
+            rank: -process.exitcode
+            for rank, process in enumerate(processes.processes)
+            if process.exitcode is not None and process.exitcode < 0
+        }
+        try:
+            if processes.join():
+                return
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as failure:
+            if isinstance(failure, mp.ProcessExitedException) and failure.exit_code < 0:
+                killed.setdefault(failure.error_index, -failure.exit_code)
+            raise _WorkersFailed(failure, killed) from failure
+
+
+def _killed_error(rank: int, signum: int) -> SSLError:
+    """The error for a worker that a signal ended (no Python traceback: it had no chance)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if signum == signal.SIGKILL:
+        return runtime_error(
+            f"the worker process of rank {rank} was killed by SIGKILL, most likely by the "
+            "operating system because the machine ran out of memory",
+            "use a smaller --batch-size or fewer processes",
+        )
+    return runtime_error(f"the worker process of rank {rank} was killed by {name}")
 
 
 def _spawned_process(
@@ -152,6 +281,8 @@ def _spawned_process(
     except SSLError as error:
         errors.put((error.message, error.hint, error.exit_code))
         raise SystemExit(error.exit_code) from error
+    except _PortTaken as taken:  # the launcher tries another port
+        raise SystemExit(_PORT_TAKEN_EXIT_CODE) from taken
 
 
 def _run_in_group(
@@ -171,9 +302,14 @@ def _run_in_group(
     )
     backend = "nccl" if device_type == "cuda" else "gloo"
     init = {"device_id": runtime.device} if device_type == "cuda" else {}
-    dist.init_process_group(
-        backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **init
-    )
+    try:
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **init
+        )
+    except dist.DistNetworkError as error:
+        if "EADDRINUSE" in str(error):  # rank 0 could not listen on MASTER_PORT
+            raise _PortTaken(str(error)) from error
+        raise
     try:
         worker(runtime, *args)
         dist.barrier()

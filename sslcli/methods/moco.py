@@ -4,28 +4,22 @@ momentum encoder, InfoNCE against the keys of the GLOBAL batch (keys carry no gr
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from sslcli.engine.collectives import rank, world_size
+from sslcli.engine.collectives import gather, rank
 from sslcli.methods.base import TrainingDefaults
 from sslcli.methods.momentum import MomentumTargetMethod
 from sslcli.models.heads import mlp
 
 
-def _gather_keys(keys: torch.Tensor) -> torch.Tensor:
-    if world_size() == 1:
-        return keys
-    parts = [torch.empty_like(keys) for _ in range(world_size())]
-    dist.all_gather(parts, keys.contiguous())
-    return torch.cat(parts)
-
-
 def moco_loss(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE of this rank's queries against every rank's keys, scaled by 2 x temperature."""
+    """InfoNCE of this rank's queries against every rank's keys, scaled by 2 x temperature.
+
+    The keys are detached before the gather, so the gather's backward never runs.
+    """
     queries = F.normalize(queries, dim=1)
-    everyone = F.normalize(_gather_keys(keys.detach()), dim=1)
+    everyone = F.normalize(gather(keys.detach()), dim=1)
     logits = queries @ everyone.T / temperature
     positives = torch.arange(len(queries), device=queries.device) + rank() * len(queries)
     return F.cross_entropy(logits, positives) * 2 * temperature
