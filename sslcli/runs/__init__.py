@@ -1,0 +1,1 @@
+"""The run folder: its layout and format version, and rebuilding a trained model from it."""
