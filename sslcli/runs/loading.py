@@ -25,9 +25,9 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from sslcli.errors import usage_error
 from sslcli.engine.checkpoint import damaged
-from sslcli.engine.hub import looks_like_hub_id
+from sslcli.engine.hub import hub_unreachable, looks_like_hub_id, looks_like_path
+from sslcli.errors import SSLError, runtime_error, usage_error
 from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ def load_model(
         model = _random_backbone(name, size or 224)
     elif looks_like_hub_id(name):
         model = _load_transformers(name)
+    elif looks_like_path(name):
+        raise usage_error(f"no such model folder: {name}", _newest_run_hint(runs))
     else:
         raise BACKBONES.unknown(
             name, hint="or give a run folder, a checkpoint folder or a hub id owner/name"
@@ -95,6 +97,13 @@ def load_model(
     if size is not None:
         model.size = size
     return model
+
+
+def _newest_run_hint(runs: Path) -> str:
+    try:
+        return f"the newest run is {newest_run(runs)}"
+    except SSLError:
+        return "give a run folder, a checkpoint or encoder folder, or a transformers folder"
 
 
 def _load_path(path: Path) -> TrainedModel:
@@ -132,7 +141,6 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     """A trainer checkpoint (the whole method) or an encoder export (the backbone alone)."""
-    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.models.backbones import BACKBONES
 
     config = checkpoint.config
@@ -149,8 +157,8 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     model = TrainedModel(
         backbone=backbone,
         size=int(config.get("image_size", config.get("size", 224))),
-        mean=tuple(config.get("mean", IMAGENET_MEAN)),
-        std=tuple(config.get("std", IMAGENET_STD)),
+        mean=_statistic(config, "mean", checkpoint.path),
+        std=_statistic(config, "std", checkpoint.path),
         description=label,
         method=config.get("method"),
         view_settings={key: config[key] for key in ("preset", "view_changes") if key in config},
@@ -168,6 +176,18 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     if config["method"] == "latent":
         model.latent = method.eval()
     return model
+
+
+def _statistic(config: dict[str, Any], name: str, where: Path) -> tuple[float, float, float]:
+    """The run's recorded normalisation: never guessed, since a wrong one skews every
+    embedding without an error."""
+    value = config.get(name)
+    if not (isinstance(value, list) and len(value) == 3):
+        raise usage_error(
+            f"{where / 'config.json'} does not record the {name} its images were normalised with",
+            'a run of sslcli records "mean" and "std" (3 numbers each); was the file edited?',
+        )
+    return (float(value[0]), float(value[1]), float(value[2]))
 
 
 def _load_weights(module: nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
@@ -219,9 +239,11 @@ def _load_transformers(name: str) -> TrainedModel:
         raise usage_error(
             f"loading {name} needs transformers", "pip install transformers"
         ) from None
+    # a hub id is read from the local cache alone when the hub cannot be asked right now
+    local = not Path(name).is_dir() and hub_unreachable(name)
     try:
-        config = AutoConfig.from_pretrained(name)
-        model = AutoModel.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, local_files_only=local)
+        model = AutoModel.from_pretrained(name, local_files_only=local)
     except pickle.UnpicklingError:
         pickled = sorted(Path(name).glob("*.bin")) if Path(name).is_dir() else []
         raise usage_error(
@@ -232,13 +254,19 @@ def _load_transformers(name: str) -> TrainedModel:
     except SafetensorError as error:
         raise damaged(Path(name), error) from None
     except OSError as error:
+        if local:
+            raise runtime_error(
+                f"cannot load vision model {name}: the model hub cannot be reached and the "
+                "model is not in the local cache",
+                "connect to the network (and unset HF_HUB_OFFLINE), or give a local folder",
+            ) from None
         raise usage_error(
             f"cannot load vision model {name}: {str(error).splitlines()[0]}",
             "check the id and that the hub is reachable (HF_HUB_OFFLINE=1 forbids it), or "
             "give a local folder",
         ) from None
     try:
-        processor = AutoImageProcessor.from_pretrained(name)
+        processor = AutoImageProcessor.from_pretrained(name, local_files_only=local)
     except (OSError, ValueError):
         processor = None
     size, mean, std = _preprocessing(config, processor)

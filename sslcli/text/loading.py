@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sslcli.engine.hub import hub_unreachable
 from sslcli.errors import SSLError, runtime_error, usage_error
 from sslcli.text.head import HEAD_ATTRIBUTES
 from sslcli.text.models import TextModelSource, resolve_text_model
@@ -53,7 +54,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
     source = resolve_text_model(name)
     with _load_errors(name, source), quiet_transformers():
-        return AutoTokenizer.from_pretrained(source.location)
+        local = _cache_only(source)
+        return AutoTokenizer.from_pretrained(source.location, local_files_only=local)
 
 
 def special_tokens_around(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
@@ -99,7 +101,10 @@ def load_masked_lm(
         raise usage_error(f"{name} has no mask token", "choose a masked-language model")
     with _load_errors(name, source), quiet_transformers():
         model, info = AutoModelForMaskedLM.from_pretrained(
-            source.location, dtype=torch.float32, output_loading_info=True
+            source.location,
+            dtype=torch.float32,
+            output_loading_info=True,
+            local_files_only=_cache_only(source),
         )
     missing_head = _head_is_missing(info["missing_keys"])
     if missing_head and require_head:
@@ -108,6 +113,11 @@ def load_masked_lm(
             f"train one first: sslcli train-mlm CORPUS --init {name} --out DIR",
         )
     return LoadedModel(model.to(device).eval(), tokenizer, source, missing_head)
+
+
+def _cache_only(source: TextModelSource) -> bool:
+    """A hub model is read from the local cache alone when the hub cannot be asked now."""
+    return source.kind == "hub" and hub_unreachable(source.location)
 
 
 def _head_is_missing(missing_keys: set[str]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sslcli.engine.hub import looks_like_hub_id
+from sslcli.engine.hub import looks_like_hub_id, looks_like_path
 from sslcli.errors import usage_error
 from sslcli.registry import Registry
 
@@ -67,6 +67,6 @@ def resolve_text_model(name: str) -> TextModelSource:
         return TextModelSource("folder", str(Path(name)))
     if name in {hub for hub, _ in _ALIASES.values()} or looks_like_hub_id(name):
         return TextModelSource("hub", name)
-    if name.startswith((".", "/", "~")) or name.endswith("/"):
+    if looks_like_path(name):
         raise usage_error(f"model folder {name} does not exist", "check the path")
     raise TEXT_MODELS.unknown(name, hint="or give a local model folder or a hub id owner/name")

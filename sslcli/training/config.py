@@ -143,6 +143,9 @@ class TrainingConfig:
     """Train a linear classifier on the detached features as training goes (labelled data)."""
     init: str | None
     """The trained encoder the backbone started from (None: random initialisation)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    """The channel statistics the views are standardised with (ImageNet's)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -182,6 +185,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     """Fill method defaults, scale the learning rate to the global batch, validate."""
     from sslcli.augment.presets import PRESETS
     from sslcli.data.cache import default_cache_dir
+    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.engine.optim import OPTIMIZERS, scaled_lr
     from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
@@ -255,4 +259,6 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         stop_on_collapse=request.stop_on_collapse,
         online_probe=request.online_probe,
         init=request.init,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     )

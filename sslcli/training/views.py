@@ -68,4 +68,5 @@ class ViewBatches:
             (sample_view(recipe, ids, side, side, config.seed, k), recipe)
             for k, recipe in enumerate(self.recipes)
         ]
-        return [normalize(view) for view in apply_views(images, drawn)]
+        mean, std = config.mean, config.std
+        return [normalize(view, mean, std) for view in apply_views(images, drawn)]

@@ -202,7 +202,6 @@ def _fingerprint(paths: list[Path], kept: list[int], root: Path) -> str:
 
 
 def _export_encoder(backbone: torch.nn.Module, config: TrainingConfig, run_dir: Path) -> None:
-    from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.runs.layout import export_encoder
 
     description = {
@@ -210,8 +209,8 @@ def _export_encoder(backbone: torch.nn.Module, config: TrainingConfig, run_dir: 
         "small_images": config.small_images,
         "out_dim": backbone.out_dim,
         "image_size": config.size,
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
+        "mean": config.mean,
+        "std": config.std,
         "method": config.method,
     }
     export_encoder(run_dir, backbone, description)

@@ -1,5 +1,6 @@
 """Loading what --model names: runs, checkpoints, exports, backbones, transformers models."""
 
+import json
 import os
 import pickle
 import shutil
@@ -107,7 +108,8 @@ def test_an_unreachable_hub_model_is_a_clear_error() -> None:
     pytest.importorskip("transformers")
     with pytest.raises(SSLError, match="cannot load vision model nobody/no-such-model") as error:
         load_model("nobody/no-such-model")
-    assert "hub" in error.value.hint
+    assert "the model hub cannot be reached" in error.value.message  # HF_HUB_OFFLINE=1
+    assert "local folder" in error.value.hint
 
 
 def _truncate(path: Path) -> None:
@@ -167,3 +169,29 @@ class _Payload:
 
     def __reduce__(self) -> tuple:
         return (open, (self.path, "w"))
+
+
+def test_a_missing_run_folder_is_named_at_once_with_the_newest_run(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(trained_run, tmp_path / "runs" / "real")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SSLError, match="no such model folder: runs/digits") as raised:
+        load_model("runs/digits")  # one slash, like a hub id, but runs/ is a folder here
+    assert "the newest run is runs/real" in raised.value.hint
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["mean", "std"])
+def test_a_checkpoint_that_does_not_record_its_normalisation_is_refused(
+    trained_run: Path, tmp_path: Path, name: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config_file = resolve_resume(run) / "config.json"
+    config = json.loads(config_file.read_text())
+    assert len(config[name]) == 3  # every run records it
+    del config[name]
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(SSLError, match=f"does not record the {name}"):
+        load_model(str(run))
