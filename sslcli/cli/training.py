@@ -229,6 +229,9 @@ def _print_settings(command: str, start: Start) -> None:
     stderr.print(table)
 
 
+FLOORS = {"knn_raw_pixels": "raw pixels", "knn_random_init": "the untrained encoder"}
+
+
 def _print_result(result: dict, encoder: Path) -> None:
     table = Table(title="result", title_justify="left", show_header=False)
     table.add_row("steps", str(result["step"]))
@@ -244,5 +247,18 @@ def _print_result(result: dict, encoder: Path) -> None:
     ):
         if name in result:
             table.add_row(name.replace("_", " "), f"{result[name]:.4g}")
+    if "knn_accuracy" in result:
+        table.add_row("kNN floors", _floors(result))
     table.add_row("encoder", str(encoder))
     stderr.print(table)
+
+
+def _floors(result: dict) -> str:
+    """How the kNN accuracy compares with what no training gives."""
+    accuracy = result["knn_accuracy"]
+    parts = [
+        f"{'above' if accuracy > result[key] else 'not above'} {words} ({result[key]:.3f})"
+        for key, words in FLOORS.items()
+        if key in result
+    ]
+    return "; ".join(parts) if parts else "not measured"

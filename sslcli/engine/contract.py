@@ -48,6 +48,10 @@ class Observer:
     state_key: str | None = None
     """The name its state is saved under in the trainer state of checkpoints (None: none)."""
 
+    def on_start(self, model: nn.Module) -> dict[str, float]:
+        """Before the first step of this process's run (after a resume too): metrics to log."""
+        return {}
+
     def on_step(self, step: int, output: StepOutput) -> dict[str, torch.Tensor]:
         """After the update of 0-based ``step``: scalars to log (averaged over processes)."""
         return {}

@@ -209,6 +209,12 @@ class Trainer:
             closing(prefetcher),
         ):
             bar.advance(self.step)
+            started_with: dict[str, float] = {}
+            for observer in self.observers:
+                started_with |= observer.on_start(self.module)
+            if started_with:
+                last |= started_with
+                self._log({"step": self.step} | started_with)
             while self.step < schedule.total_steps:
                 lr = warmup_cosine(
                     self.step, schedule.total_steps, schedule.warmup_steps, schedule.base_lr
@@ -277,8 +283,8 @@ class Trainer:
                         f"the checkpoint is in {self.run_dir / 'checkpoints'}; {hint}",
                     )
                 if stopping and not finished:
-                    return TrainResult(self.step, True, last)
-        return TrainResult(self.step, False, last)
+                    return TrainResult(self.step, True, last | window.run_summary())
+        return TrainResult(self.step, False, last | window.run_summary())
 
     def _forward_backward(self, views: list[torch.Tensor]) -> StepOutput:
         self.model.train()
@@ -299,16 +305,22 @@ class Trainer:
 
 
 class _Window:
-    """Throughput and data-wait share over the steps since the last summary."""
+    """Throughput and data-wait share over the steps since the last summary, and over the
+    whole of this process's run."""
 
     def __init__(self) -> None:
         self.seconds = self.waiting = 0.0
         self.images = 0
+        self.run_seconds = self.run_waiting = 0.0
+        self.run_images = 0
 
     def add(self, seconds: float, waiting: float, images: int) -> None:
         self.seconds += seconds
         self.waiting += waiting
         self.images += images
+        self.run_seconds += seconds
+        self.run_waiting += waiting
+        self.run_images += images
 
     def short(self) -> dict[str, str]:
         if not self.seconds:
@@ -326,6 +338,17 @@ class _Window:
         self.seconds = self.waiting = 0.0
         self.images = 0
         return result
+
+    def run_summary(self) -> dict[str, float]:
+        """The run's mean throughput (images over the steps' seconds), for its result."""
+        if not self.run_seconds:
+            return {}
+        return {
+            "images_per_s": self.run_images / self.run_seconds,
+            "data_wait": self.run_waiting / self.run_seconds,
+            "train_seconds": self.run_seconds,
+            "images_seen": self.run_images,
+        }
 
 
 def _cpu_copy(value: Any) -> Any:

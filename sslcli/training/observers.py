@@ -6,7 +6,8 @@
 - :class:`EpochEvaluation`: every few epochs the encoder's features of the evaluation images
   (``--eval-dir``, or the un-augmented training images) give the kNN accuracy (k=200, T=0.1,
   cosine; against the training images when those are labelled, else leave-one-out) and the
-  probe's accuracy.
+  probe's accuracy; before training, the same kNN on the raw pixels and on the untrained
+  encoder: the floors.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from rich.console import Console
+from torch import nn
 
 from sslcli.engine.collectives import gather
 from sslcli.engine.contract import Logged, Observer, StepOutput
 from sslcli.eval.collapse import CollapseMonitor, effective_rank, embedding_std
 
 if TYPE_CHECKING:
-    import numpy as np
-    from torch import nn
-
     from sslcli.engine.runtime import Runtime
     from sslcli.eval.online import OnlineProbe
+
+
+RAW_FLOOR_VALUES = 64 * 2**20
+"""The raw-pixel floor is measured when the pixels compared hold at most this many values
+(64 Mi: 4000 images at 32 px hold 12 Mi; 10^4 photos at 224 px would hold 1.5 Gi)."""
 
 
 class CollapseWatch(Observer):
@@ -85,7 +90,11 @@ class LabelledImages:
 
 class EpochEvaluation(Observer):
     """kNN (and probe) accuracy on the evaluation images, every ``every`` epochs and at the
-    last; computed on the main process, whose figures are logged."""
+    last; computed on the main process, whose figures are logged. Before the first step it
+    measures the two floors a result must beat: kNN on the raw pixels and on the untrained
+    encoder (kept in the checkpoints, so a resumed run still reports them)."""
+
+    state_key = "floors"
 
     def __init__(
         self,
@@ -102,21 +111,52 @@ class EpochEvaluation(Observer):
         self.epochs = epochs
         self.runtime = runtime
         self.probe = probe
+        self.floors: dict[str, float] = {}
+
+    def on_start(self, model: nn.Module) -> dict[str, float]:
+        if self.runtime.is_main and not self.floors:
+            untrained = self._features(model.get_submodule("backbone"))
+            self.floors = {"knn_random_init": self._knn(*untrained)}
+            if sum(images.size for images in self._pixels()) <= RAW_FLOOR_VALUES:
+                self.floors["knn_raw_pixels"] = self._knn(*(_flat(p) for p in self._pixels()))
+        return dict(self.floors)
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        from sslcli.eval.features import extract_features
-        from sslcli.eval.knn import knn_accuracy, leave_one_out_knn_accuracy
-
         if not self.runtime.is_main or (epoch % self.every and epoch != self.epochs):
             return {}
-        backbone = model.get_submodule("backbone")
-        features = extract_features(backbone, self.evaluation.pixels, self.runtime)
-        labels = self.evaluation.labels
-        if self.reference is None:
-            result = {"knn_accuracy": leave_one_out_knn_accuracy(features, labels)}
-        else:
-            bank = extract_features(backbone, self.reference.pixels, self.runtime)
-            result = {"knn_accuracy": knn_accuracy(bank, self.reference.labels, features, labels)}
+        features, bank = self._features(model.get_submodule("backbone"))
+        result = {"knn_accuracy": self._knn(features, bank)}
         if self.probe is not None:
-            result["probe_accuracy"] = self.probe.accuracy(features, labels)
+            result["probe_accuracy"] = self.probe.accuracy(features, self.evaluation.labels)
         return result
+
+    def _pixels(self) -> list[np.ndarray]:
+        """The evaluation images, then the training images they are compared with (if any)."""
+        return [self.evaluation.pixels] + ([self.reference.pixels] if self.reference else [])
+
+    def _features(self, encoder: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from sslcli.eval.features import extract_features
+
+        features = [extract_features(encoder, pixels, self.runtime) for pixels in self._pixels()]
+        return features[0], features[1] if len(features) > 1 else None
+
+    def _knn(self, features: torch.Tensor, bank: torch.Tensor | None = None) -> float:
+        """Against the training images' features when the evaluation images are others,
+        else leave-one-out."""
+        from sslcli.eval.knn import knn_accuracy, leave_one_out_knn_accuracy
+
+        labels = self.evaluation.labels
+        if bank is None or self.reference is None:
+            return leave_one_out_knn_accuracy(features, labels)
+        return knn_accuracy(bank, self.reference.labels, features, labels)
+
+    def state(self) -> dict[str, float]:
+        return dict(self.floors)
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.floors = dict(state)
+
+
+def _flat(pixels: np.ndarray) -> torch.Tensor:
+    """Raw pixel values (0-255) as one vector per image: the floor of benchmarks/RESULTS.md."""
+    return torch.from_numpy(np.array(pixels, dtype=np.float32)).reshape(len(pixels), -1)

@@ -10,14 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
+from sslcli.data.cache import decode_once
+from sslcli.data.folder import scan_image_folder
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from sslcli.engine.run_lock import run_folder_lock
+from sslcli.eval.knn import leave_one_out_knn_accuracy
 from tests.conftest import copy_digits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,3 +275,25 @@ def test_resume_from_a_mismatched_run_is_refused(digits: Path, tmp_path: Path) -
         digits, tmp_path, "run", "--epochs", "1", "--size", "20", "--resume", str(tmp_path / "run")
     )
     assert result.exit_code == 2 and "mismatched checkpoint: size" in result.stderr
+
+
+def test_the_result_is_read_against_its_floors_and_the_runs_mean_speed(
+    digits: Path, tmp_path: Path
+) -> None:
+    arguments = ["train-siamese", str(digits), *_options(tmp_path, "run")]
+    result = runner.invoke(app, arguments, env={"COLUMNS": "200"})  # one line per table row
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "result.json").read_text())
+    # the floors: kNN on the raw pixels, and on the encoder before its first step
+    cached = decode_once(scan_image_folder(digits).paths, 16, tmp_path / "cache")
+    labels = torch.tensor(scan_image_folder(digits).labels)
+    raw = torch.from_numpy(np.array(cached.pixels, dtype=np.float32)).reshape(32, -1)
+    assert report["knn_raw_pixels"] == leave_one_out_knn_accuracy(raw, labels)
+    floors = [m for m in _metrics(tmp_path / "run") if "knn_random_init" in m]
+    assert [m["step"] for m in floors] == [0] and 0 <= report["knn_random_init"] <= 1
+    words = " ".join(result.stderr.split())
+    assert f"raw pixels ({report['knn_raw_pixels']:.3f})" in words
+    assert f"the untrained encoder ({report['knn_random_init']:.3f})" in words
+    # the speed is the run's mean, not its last window's
+    assert report["images_seen"] == 4 * 16
+    assert report["images_per_s"] == pytest.approx(report["images_seen"] / report["train_seconds"])
