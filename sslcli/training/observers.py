@@ -36,7 +36,10 @@ RAW_FLOOR_VALUES = 64 * 2**20
 
 class CollapseWatch(Observer):
     """Collapse metrics of the global batch (the same on every rank); rank 0 prints the
-    warning when the monitor flags collapse."""
+    warning when the monitor flags collapse. The first step's rank (the untrained
+    network's) is the start that a dimensional collapse is measured from."""
+
+    state_key = "collapse"
 
     def __init__(self, is_main: bool, stop_on_collapse: bool) -> None:
         self.monitor = CollapseMonitor()
@@ -44,8 +47,13 @@ class CollapseWatch(Observer):
         self.stop_on_collapse = stop_on_collapse
         self.collapsed = False
 
+    def on_step(self, step: int, output: StepOutput) -> dict[str, torch.Tensor]:
+        if not self.monitor.peak_rank:
+            self.monitor.note(effective_rank(_global(output.embeddings)))
+        return {}
+
     def on_log(self, step: int, output: StepOutput) -> Logged:
-        everyone = gather(output.embeddings.float().contiguous())
+        everyone = _global(output.embeddings)
         std, rank = embedding_std(everyone), effective_rank(everyone)
         warning = self.monitor.check(std, rank, *everyone.shape)
         if warning and self.is_main:
@@ -60,6 +68,18 @@ class CollapseWatch(Observer):
         if not (self.collapsed and self.stop_on_collapse):
             return None
         return "the embeddings collapsed", "change the settings and start again"
+
+    def state(self) -> dict[str, float]:
+        return {"peak_rank": self.monitor.peak_rank, "low_checks": self.monitor.low_checks}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.monitor.peak_rank = float(state["peak_rank"])
+        self.monitor.low_checks = int(state["low_checks"])
+
+
+def _global(embeddings: torch.Tensor) -> torch.Tensor:
+    """Every rank's embeddings of the step, in rank order."""
+    return gather(embeddings.float().contiguous())
 
 
 class ProbeTraining(Observer):
