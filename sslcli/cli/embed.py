@@ -14,6 +14,7 @@ from rich.table import Table
 from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
+    BackboneSpace,
     BatchSize,
     CacheDir,
     CpuProcs,
@@ -21,7 +22,6 @@ from sslcli.cli.model_options import (
     ModelName,
     Precision,
     Size,
-    Space,
     Strict,
     decode,
     load_model_saying_which,
@@ -45,7 +45,7 @@ def embed(
         ),
     ],
     model: ModelName = None,
-    space: Space = None,
+    space: BackboneSpace = None,
     size: Size = None,
     knn: Annotated[
         int, typer.Option(help="Also find each image's K nearest neighbours (cosine).")

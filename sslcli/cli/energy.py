@@ -14,15 +14,15 @@ from sslcli.cli.model_options import (
     AsJson,
     BatchSize,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Size,
     Space,
     Strict,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
 from sslcli.errors import usage_error
 
@@ -64,7 +64,7 @@ def energy(
             show_default=False,
         ),
     ] = None,
-    gpus: Gpus = None,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
@@ -75,9 +75,7 @@ def energy(
     from sslcli.engine.runtime import make_runtime
     from sslcli.inference.energy import energy_matrices
 
-    if gpus is not None and gpus > 1:
-        raise usage_error("energy runs on one device", "use --gpus 1 (or 0 for the CPU)")
-    plan = plan_devices(gpus, 1)
+    plan = plan_one_device(gpus, "energy")
     trained = load_model_saying_which(model, size, as_json)
     if trained.latent is not None and space is not None:
         raise usage_error(

@@ -11,19 +11,18 @@ from rich.table import Table
 from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
+    BackboneSpace,
     BatchSize,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Size,
-    Space,
     Strict,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
-from sslcli.errors import usage_error
 
 
 def evaluate(
@@ -46,10 +45,10 @@ def evaluate(
     ] = 0.2,
     k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN vote.")] = 200,
     temperature: Annotated[float, typer.Option(help="Temperature of the kNN vote weights.")] = 0.1,
-    space: Space = None,
+    space: BackboneSpace = None,
     size: Size = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
-    gpus: Gpus = None,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
@@ -62,9 +61,7 @@ def evaluate(
     from sslcli.eval.report import encode_labels, evaluate_features, stratified_split
     from sslcli.inference.embedding import embed_pixels
 
-    if gpus is not None and gpus > 1:
-        raise usage_error("eval runs on one device", "use --gpus 1 (or 0 for the CPU)")
-    plan = plan_devices(gpus, 1)
+    plan = plan_one_device(gpus, "eval")
     trained = load_model_saying_which(model, size, as_json)
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sslcli.cli.console import stderr
-from sslcli.errors import SSLError
+from sslcli.errors import SSLError, usage_error
 
 if TYPE_CHECKING:
     from sslcli.engine.launch import LaunchPlan
@@ -40,10 +40,27 @@ Space = Annotated[
         show_default=False,
     ),
 ]
+BackboneSpace = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        help="The backbone's features (backbone), the representation used downstream, or the "
+        "embeddings after the projection head (projector) \\[default: backbone].",
+        show_default=False,
+    ),
+]
 Gpus = Annotated[
     int | None,
     typer.Option(
         help="GPUs to shard the images over; 0 = CPU \\[default: 1 if CUDA is present].",
+        show_default=False,
+    ),
+]
+OneDevice = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus",
+        help="Runs on one device: 1 = one GPU, 0 = the CPU \\[default: 1 if CUDA is present].",
         show_default=False,
     ),
 ]
@@ -73,6 +90,13 @@ def load_model_saying_which(name: str | None, size: int | None, quiet: bool) -> 
         picked = " (the newest run; choose another with --model)" if name is None else ""
         stderr.print(f"model: {model.description}, {model.size} px{picked}", soft_wrap=True)
     return model
+
+
+def plan_one_device(gpus: int | None, command: str) -> LaunchPlan:
+    """The device of a command that computes in one process (``--gpus 0|1``)."""
+    if gpus is not None and gpus > 1:
+        raise usage_error(f"{command} runs on one device", "use --gpus 1 (or 0 for the CPU)")
+    return plan_devices(gpus, 1)
 
 
 def plan_devices(gpus: int | None, cpu_procs: int) -> LaunchPlan:

@@ -11,13 +11,13 @@ from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Strict,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
 from sslcli.errors import usage_error
 
@@ -48,7 +48,7 @@ def sweep(
             help="Write a contact sheet PNG: a row per z, x then its matches.", show_default=False
         ),
     ] = None,
-    gpus: Gpus = None,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
     cache_dir: CacheDir = None,
     strict: Strict = False,
@@ -59,10 +59,10 @@ def sweep(
     from sslcli.engine.runtime import make_runtime
     from sslcli.inference.sweep import sweep_latent
 
+    plan = plan_one_device(gpus, "sweep")
     if not image.is_file():
         raise usage_error(f"{image} is not an image file", "give one image, and --gallery DIR")
     trained = load_model_saying_which(model, None, as_json)
-    plan = plan_devices(gpus, 1)
     query = decode([image], trained.size, cache_dir, True, as_json)
     shown = decode([gallery], trained.size, cache_dir, strict, as_json)
     runtime = make_runtime(plan.device_type, precision, seed)

@@ -16,6 +16,7 @@ from sslcli.data.embeddings import read_embeddings
 from sslcli.data.images import load_image
 from sslcli.data.normalization import normalize
 from sslcli.runs.loading import load_model
+from tests.cli.helpers import option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -129,3 +130,12 @@ def test_bad_options_are_clear_errors(
 ) -> None:
     result = _embed(tmp_path, str(sample_data / "digits" / "0"), *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_the_help_states_the_space_embed_uses(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 2)
+    out = tmp_path / "e.npy"
+    result = _embed(tmp_path, str(digits), "-m", str(trained_run), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["space"] == stated_default("embed", "--space") == "backbone"
+    assert "shard" in option_help("embed", "--gpus")  # embed does shard the images

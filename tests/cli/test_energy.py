@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.data.embeddings import read_embeddings
+from tests.cli.helpers import option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -104,3 +105,15 @@ def test_bad_inputs_are_clear_errors(trained_run: Path, tmp_path: Path, sample_d
     for args, message in cases:
         result = _run("energy", tmp_path, *args)
         assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_the_help_says_energy_runs_on_one_device() -> None:
+    words = option_help("energy", "--gpus")
+    assert "shard" not in words and "one device" in words, words
+    result = runner.invoke(app, ["energy", "a.png", "b.png", "--gpus", "2"])
+    assert result.exit_code == 2 and "energy runs on one device" in result.stderr
+
+
+def test_the_help_states_the_space_energy_uses(trained_run: Path, tmp_path: Path) -> None:
+    zero = copy_digits(tmp_path / "digits", "0", 1) / "0" / "0_000.png"
+    assert _pair(trained_run, tmp_path, zero, zero)["space"] == stated_default("energy", "--space")

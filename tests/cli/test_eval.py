@@ -12,6 +12,7 @@ from sslcli.cli.app import app
 from sslcli.data.embeddings import read_embeddings
 from sslcli.eval.knn import knn_accuracy
 from sslcli.eval.linear_probe import linear_probe_accuracy
+from tests.cli.helpers import option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -79,3 +80,17 @@ def test_eval_prints_a_table_for_humans(trained_run: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     for row in ("kNN accuracy", "linear probe accuracy", "embedding std", "effective rank"):
         assert row in result.stderr
+
+
+def test_the_help_says_eval_runs_on_one_device() -> None:
+    words = option_help("eval", "--gpus")
+    assert "shard" not in words and "one device" in words, words
+    result = runner.invoke(app, ["eval", "digits", "--gpus", "2"])
+    assert result.exit_code == 2 and "eval runs on one device" in result.stderr
+
+
+def test_the_help_states_the_space_eval_uses(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 3)
+    result = _run("eval", tmp_path, str(digits), "-m", str(trained_run), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["space"] == stated_default("eval", "--space") == "backbone"
