@@ -50,7 +50,9 @@ def energy(
     views: Annotated[
         int, typer.Option(help="Average over K augmented view pairs (the run's augmentation).")
     ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the augmented views.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the augmented views and of a random-init model's weights.")
+    ] = 0,
     matrix: Annotated[
         Path | None,
         typer.Option(
@@ -76,7 +78,7 @@ def energy(
     from sslcli.inference.energy import energy_matrices
 
     plan = plan_one_device(gpus, "energy")
-    trained = load_model_saying_which(model, size, as_json)
+    trained = load_model_saying_which(model, size, as_json, seed)
     if trained.latent is not None and space is not None:
         raise usage_error(
             "--space applies to joint-embedding models; a latent model's F compares x's "

@@ -47,7 +47,9 @@ def evaluate(
     temperature: Annotated[float, typer.Option(help="Temperature of the kNN vote weights.")] = 0.1,
     space: BackboneSpace = None,
     size: Size = None,
-    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the held-out split and of a random-init model's weights.")
+    ] = 0,
     gpus: OneDevice = None,
     precision: Precision = "auto",
     batch_size: BatchSize = 256,
@@ -62,7 +64,7 @@ def evaluate(
     from sslcli.inference.embedding import embed_pixels
 
     plan = plan_one_device(gpus, "eval")
-    trained = load_model_saying_which(model, size, as_json)
+    trained = load_model_saying_which(model, size, as_json, seed)
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)
     runtime = make_runtime(plan.device_type, precision, seed)

@@ -82,9 +82,14 @@ Strict = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
 
 
-def load_model_saying_which(name: str | None, size: int | None, quiet: bool) -> TrainedModel:
+def load_model_saying_which(
+    name: str | None, size: int | None, quiet: bool, seed: int = 0
+) -> TrainedModel:
+    """Load ``--model``; a backbone name's random weights are drawn from ``seed``."""
+    from sslcli.engine.runtime import seed_everything
     from sslcli.runs.loading import load_model
 
+    seed_everything(seed)
     model = load_model(name, size)
     if not quiet:
         picked = " (the newest run; choose another with --model)" if name is None else ""

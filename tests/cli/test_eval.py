@@ -1,6 +1,8 @@
 """sslcli eval on real digits: the figures equal the library's on the same embeddings."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +96,19 @@ def test_the_help_states_the_space_eval_uses(trained_run: Path, tmp_path: Path) 
     result = _run("eval", tmp_path, str(digits), "-m", str(trained_run), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["space"] == stated_default("eval", "--space") == "backbone"
+
+
+def test_a_random_init_floor_is_the_same_on_every_call(tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "0147", 5)
+    args = ["eval", str(digits), "-m", "tiny-cnn", "--size", "16", "--gpus", "0", "--json"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    reports = []
+    for _ in range(2):  # two processes, as two calls from a shell are
+        done = subprocess.run(
+            [sys.executable, "-m", "sslcli", *args], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    assert reports[0]["knn_accuracy"] == reports[1]["knn_accuracy"]
+    assert reports[0] == reports[1]
+    assert "seed 0" in reports[0]["model"]
