@@ -92,14 +92,17 @@ def embed_pixels(
     batch_size: int = 256,
     show: bool = True,
 ) -> torch.Tensor:
-    """Embeddings (N, D), float32 on the CPU, of decoded images in ``space``."""
+    """Embeddings (N, D), float32 on the CPU, of decoded images in ``space``; non-finite
+    ones (a diverged model) are an error."""
     from sslcli.eval.features import extract_features
+    from sslcli.inference.finite import check_finite
 
     encoder = model.encoder(space).to(runtime.device, memory_format=torch.channels_last)
     with progress_bar("embed", len(pixels), "img", show and runtime.is_main) as bar:
-        return extract_features(
+        features = extract_features(
             encoder, pixels, runtime, batch_size, model.mean, model.std, bar.advance
         )
+    return check_finite(features, model, f"{space} embeddings")
 
 
 def embed_sharded(

@@ -19,6 +19,7 @@ from torch import nn
 
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import usage_error
+from sslcli.inference.finite import check_finite
 from sslcli.runs.loading import TrainedModel
 
 PAIR_CHUNK = 4096
@@ -63,7 +64,10 @@ def energy_matrices(
             context = embedded(pixels_a, 0, model.encoder("projector"), view)
             target = embedded(pixels_b, len(pixels_a), TargetEncoder(model.latent), view)
             passes.append(latent_energies(model, context, target))
-    return {name: torch.stack([p[name] for p in passes]).mean(dim=0) for name in passes[0]}
+    averaged = {name: torch.stack([p[name] for p in passes]).mean(dim=0) for name in passes[0]}
+    for name, values in averaged.items():
+        check_finite(values, model, "energies" if name == "energy" else name.replace("_", " "))
+    return averaged
 
 
 def latent_energies(
@@ -103,11 +107,13 @@ def embed_with(
     encoder: nn.Module,
     batch_size: int,
 ) -> torch.Tensor:
-    """Features of decoded images through any of the model's encoders (no views)."""
+    """Features of decoded images through any of the model's encoders (no views); non-finite
+    ones (a diverged model) are an error."""
     from sslcli.eval.features import extract_features
 
     encoder = encoder.to(runtime.device, memory_format=torch.channels_last)
-    return extract_features(encoder, pixels, runtime, batch_size, model.mean, model.std)
+    features = extract_features(encoder, pixels, runtime, batch_size, model.mean, model.std)
+    return check_finite(features, model, "embeddings")
 
 
 @torch.inference_mode()
@@ -144,4 +150,4 @@ def _embed_view(
         (viewed,) = apply_views(images, [(drawn, recipe)])
         with runtime.autocast():
             parts.append(encoder(normalize(viewed, model.mean, model.std)).float().cpu())
-    return torch.cat(parts)
+    return check_finite(torch.cat(parts), model, "embeddings")

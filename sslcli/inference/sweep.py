@@ -46,6 +46,7 @@ def sweep_latent(
 ) -> Sweep:
     """Sweep z for one decoded image (1, S, S, 3) against decoded gallery images."""
     from sslcli.inference.energy import TargetEncoder, embed_with
+    from sslcli.inference.finite import check_finite
 
     latent = model.latent
     if latent is None:
@@ -67,7 +68,9 @@ def sweep_latent(
     zs = torch.cat([torch.zeros(1, latent.latent_dim), radius * directions])
     with torch.no_grad():
         predicted = latent.predictor(context.expand(samples, -1), zs).float()
-    errors = (predicted[:, None, :] - targets[None]).pow(2).mean(dim=2)
+    errors = check_finite(
+        (predicted[:, None, :] - targets[None]).pow(2).mean(dim=2), model, "energies"
+    )
     best, index = errors.topk(top, dim=1, largest=False)
     rows = [
         SweepRow(z, order.tolist(), values.tolist())

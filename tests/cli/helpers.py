@@ -1,6 +1,8 @@
 """What a command's --help says about one option, as the user reads it."""
 
 import re
+import shutil
+from pathlib import Path
 
 import typer
 
@@ -18,3 +20,21 @@ def stated_default(command: str, option: str) -> str:
     found = re.search(r"\[default: (\w+)", option_help(command, option))
     assert found, option_help(command, option)
     return found.group(1)
+
+
+def diverged_copy(run: Path, copy: Path, prefix: str = "") -> Path:
+    """A copy of ``run`` whose newest checkpoint's weights (those named ``prefix...``) are nan,
+    as a run that diverged leaves them."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from sslcli.engine.checkpoint import WEIGHTS_FILE, resolve_resume
+
+    shutil.copytree(run, copy)
+    weights_file = resolve_resume(copy) / WEIGHTS_FILE
+    weights = load_file(str(weights_file))
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and name.startswith(prefix):
+            weights[name] = torch.full_like(tensor, float("nan"))
+    save_file(weights, str(weights_file))
+    return copy

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.data.embeddings import read_embeddings
-from tests.cli.helpers import option_help, stated_default
+from tests.cli.helpers import diverged_copy, option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -117,3 +117,19 @@ def test_the_help_says_energy_runs_on_one_device() -> None:
 def test_the_help_states_the_space_energy_uses(trained_run: Path, tmp_path: Path) -> None:
     zero = copy_digits(tmp_path / "digits", "0", 1) / "0" / "0_000.png"
     assert _pair(trained_run, tmp_path, zero, zero)["space"] == stated_default("energy", "--space")
+
+
+@pytest.mark.parametrize("which", ["joint", "latent", "latent predictor"])
+def test_a_diverged_model_is_an_error_naming_it(
+    which: str, trained_run: Path, latent_run: Path, tmp_path: Path
+) -> None:
+    run = trained_run if which == "joint" else latent_run
+    prefix = "predictor." if which == "latent predictor" else ""  # finite embeddings, nan E
+    broken = diverged_copy(run, tmp_path / "diverged", prefix)
+    digits = copy_digits(tmp_path / "digits", "07", 2)
+    for x, y in ((digits / "0" / "0_000.png", digits / "7" / "7_000.png"), (digits, digits)):
+        result = _run("energy", tmp_path, str(x), str(y), "-m", str(broken), "--json")
+        assert result.exit_code == 1, result.output
+        assert result.stdout == "" and "nan" not in result.stderr.replace("\n", " ").split()
+        said = " ".join(result.stderr.split())
+        assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said

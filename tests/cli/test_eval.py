@@ -14,7 +14,7 @@ from sslcli.cli.app import app
 from sslcli.data.embeddings import read_embeddings
 from sslcli.eval.knn import knn_accuracy
 from sslcli.eval.linear_probe import linear_probe_accuracy
-from tests.cli.helpers import option_help, stated_default
+from tests.cli.helpers import diverged_copy, option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -112,3 +112,12 @@ def test_a_random_init_floor_is_the_same_on_every_call(tmp_path: Path) -> None:
     assert reports[0]["knn_accuracy"] == reports[1]["knn_accuracy"]
     assert reports[0] == reports[1]
     assert "seed 0" in reports[0]["model"]
+
+
+def test_a_diverged_model_is_an_error_naming_it(trained_run: Path, tmp_path: Path) -> None:
+    broken = diverged_copy(trained_run, tmp_path / "diverged")
+    digits = copy_digits(tmp_path / "digits", "01", 3)
+    result = _run("eval", tmp_path, str(digits), "-m", str(broken), "--json")
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    said = " ".join(result.stderr.split())
+    assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said

@@ -1,9 +1,12 @@
 """sslcli sweep: its help and its refusals."""
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
-from tests.cli.helpers import option_help
+from tests.cli.helpers import diverged_copy, option_help
+from tests.conftest import copy_digits
 
 runner = CliRunner()
 
@@ -13,3 +16,13 @@ def test_the_help_says_sweep_runs_on_one_device() -> None:
     assert "shard" not in words and "one device" in words, words
     result = runner.invoke(app, ["sweep", "x.png", "--gallery", "g", "--gpus", "2"])
     assert result.exit_code == 2 and "sweep runs on one device" in result.stderr
+
+
+def test_a_diverged_predictor_is_an_error_naming_it(latent_run: Path, tmp_path: Path) -> None:
+    broken = diverged_copy(latent_run, tmp_path / "diverged", "predictor.")
+    digits = copy_digits(tmp_path / "digits", "07", 3)
+    args = [str(digits / "0" / "0_000.png"), "--gallery", str(digits), "-m", str(broken)]
+    result = runner.invoke(app, ["sweep", *args, "--gpus", "0", "--radius", "1", "--json"])
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    said = " ".join(result.stderr.split())
+    assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said
