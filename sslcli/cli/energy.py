@@ -20,6 +20,7 @@ from sslcli.cli.model_options import (
     Size,
     Space,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
     plan_one_device,
@@ -68,16 +69,18 @@ def energy(
     ] = None,
     gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
     """Energy F(x, y) of image pairs (low = compatible); folders give every pair."""
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.energy import energy_matrices
 
     plan = plan_one_device(gpus, "energy")
+    used_threads = set_threads(threads)
     trained = load_model_saying_which(model, size, as_json, seed)
     if trained.latent is not None and space is not None:
         raise usage_error(
@@ -108,6 +111,7 @@ def energy(
         "model": trained.description,
         "space": chosen_space,
         "views": views,
+        "threads": used_threads,
         "meaning": MEANING if trained.latent is None else LATENT_MEANING,
         "x": first.names,
         "y": second.names,

@@ -19,6 +19,7 @@ from sslcli.cli.model_options import (
     Precision,
     Size,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
     plan_one_device,
@@ -52,6 +53,7 @@ def evaluate(
     ] = 0,
     gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
     strict: Strict = False,
@@ -59,11 +61,12 @@ def evaluate(
 ) -> None:
     """Evaluate an encoder's features on labelled images: kNN (k=200, T=0.1, cosine,
     weighted votes), a linear probe, and the collapse metrics."""
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.eval.report import encode_labels, evaluate_features, stratified_split
     from sslcli.inference.embedding import embed_pixels
 
     plan = plan_one_device(gpus, "eval")
+    used_threads = set_threads(threads)
     trained = load_model_saying_which(model, size, as_json, seed)
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)
@@ -90,6 +93,7 @@ def evaluate(
         train_features, train_labels, test_features, test_labels, k, temperature
     )
     result = {"model": trained.description, "space": chosen_space, "split": split}
+    result["threads"] = used_threads
     result |= report.as_dict()
     if as_json:
         print_json(result)

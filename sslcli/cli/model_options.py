@@ -65,6 +65,22 @@ OneDevice = Annotated[
     ),
 ]
 CpuProcs = Annotated[int, typer.Option(help="CPU processes with --gpus 0.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads torch computes with \\[default: torch's, about one per core].",
+        show_default=False,
+    ),
+]
+ShardThreads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads torch computes with, in each process \\[default: torch's, about one "
+        "per core; with --cpu-procs N, the cores shared out among them].",
+        show_default=False,
+    ),
+]
 Precision = Annotated[
     str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 on capable GPUs, fp32 on CPU).")
 ]

@@ -15,6 +15,7 @@ from sslcli.cli.model_options import (
     OneDevice,
     Precision,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
     plan_one_device,
@@ -50,16 +51,18 @@ def sweep(
     ] = None,
     gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     cache_dir: CacheDir = None,
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
     """Sweep the latent z of a train-latent model for one image: each z predicts a different
     target; see which gallery images each prediction matches."""
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.sweep import sweep_latent
 
     plan = plan_one_device(gpus, "sweep")
+    used_threads = set_threads(threads)
     if not image.is_file():
         raise usage_error(f"{image} is not an image file", "give one image, and --gallery DIR")
     trained = load_model_saying_which(model, None, as_json)
@@ -74,6 +77,7 @@ def sweep(
     report = {
         "model": trained.description,
         "radius": result.radius,
+        "threads": used_threads,
         "rows": [
             {
                 "z_norm": float(row.z.norm()),
