@@ -79,7 +79,8 @@ def energy(
     heatmap: Annotated[
         Path | None,
         typer.Option(
-            help="Write the energies as a heatmap PNG (dark = low = compatible).",
+            help="Write the energies as a heatmap PNG: labelled rows X and columns Y, the values "
+            "when they fit, a colour bar (dark = low = compatible).",
             show_default=False,
         ),
     ] = None,
@@ -157,7 +158,8 @@ def energy(
     if heatmap is not None:
         from sslcli.inference.heatmap import write_heatmap
 
-        write_heatmap(heatmap, energies)
+        title = f"energy F(x, y), {chosen_space}: rows x ({x.name}), columns y ({y.name})"
+        write_heatmap(heatmap, energies, first.names, second.names, title, "compatible")
     result |= {"x": first.names, "y": second.names}
     if both_files:
         result |= {name: float(matrix[0, 0]) for name, matrix in matrices.items()}

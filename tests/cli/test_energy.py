@@ -61,7 +61,7 @@ def test_the_matrix_is_one_minus_the_cosine_of_the_embeddings(
     cosine = torch.nn.functional.cosine_similarity(ea[:, None], eb[None], dim=2)
     np.testing.assert_allclose(energies, 1 - cosine.numpy(), atol=2e-6)
     np.testing.assert_allclose(report["energies"], energies, atol=2e-6)
-    assert Image.open(heatmap).size[0] == Image.open(heatmap).size[1] >= 4
+    assert Image.open(heatmap).size[0] > Image.open(heatmap).size[1] > 4 * 64  # cells, labels
 
 
 def test_augmented_views_are_averaged_reproducibly(trained_run: Path, tmp_path: Path) -> None:
@@ -222,3 +222,16 @@ def test_pairs_with_views_compare_two_views_of_each_image(
     first, again = (json.loads(_run("energy", tmp_path, *args).stdout) for _ in range(2))
     assert first["pairs"] == again["pairs"] and first["views"] == 2
     assert first["pairs"][0]["energy"] > 1e-4  # an image against itself, in two other views
+
+
+def test_the_heatmap_is_labelled_and_has_a_colour_bar(trained_run: Path, tmp_path: Path) -> None:
+    a = copy_digits(tmp_path / "a", "01", 2)
+    b = copy_digits(tmp_path / "b", "47", 2)
+    heatmap = tmp_path / "h.png"
+    _pair(trained_run, tmp_path, a, b, "--heatmap", str(heatmap))
+    picture = np.asarray(Image.open(heatmap).convert("RGB"))
+    height, width = picture.shape[:2]
+    assert width > height  # the colour bar beside the 4 x 4 cells
+    white = (picture.min(axis=2) > 250).mean()
+    ink = (picture.max(axis=2) < 60).mean()
+    assert white > 0.2 and ink > 0.001  # a background with text on it, not the cells alone

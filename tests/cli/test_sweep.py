@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
@@ -26,3 +27,14 @@ def test_a_diverged_predictor_is_an_error_naming_it(latent_run: Path, tmp_path: 
     assert result.exit_code == 1 and result.stdout == "", result.output
     said = " ".join(result.stderr.split())
     assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said
+
+
+def test_the_sheet_labels_its_rows_and_energies(latent_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "017", 2)
+    sheet = tmp_path / "sheet.png"
+    args = [str(digits / "1" / "1_000.png"), "--gallery", str(digits), "-m", str(latent_run)]
+    args += ["--samples", "3", "--top", "2", "--grid", str(sheet), "--gpus", "0"]
+    result = runner.invoke(app, ["sweep", *args, "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(sheet).size
+    assert width > 3 * 100 and height > 3 * 100 + 3 * 20  # a label column, 2 text lines a row
