@@ -14,14 +14,15 @@ from rich.table import Table
 from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
+    BackboneSpace,
     BatchSize,
     CacheDir,
     CpuProcs,
     Gpus,
     ModelName,
     Precision,
+    ShardThreads,
     Size,
-    Space,
     Strict,
     decode,
     load_model_saying_which,
@@ -45,7 +46,7 @@ def embed(
         ),
     ],
     model: ModelName = None,
-    space: Space = None,
+    space: BackboneSpace = None,
     size: Size = None,
     knn: Annotated[
         int, typer.Option(help="Also find each image's K nearest neighbours (cosine).")
@@ -60,6 +61,7 @@ def embed(
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     precision: Precision = "auto",
+    threads: ShardThreads = None,
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
     strict: Strict = False,
@@ -68,6 +70,7 @@ def embed(
 ) -> None:
     """Write the embeddings of images (one row per image, names kept, in input order)."""
     from sslcli.data.embeddings import check_format, write_embeddings
+    from sslcli.engine.runtime import set_threads
     from sslcli.inference.embedding import embed_sharded
 
     check_format(out)
@@ -77,15 +80,17 @@ def embed(
             raise usage_error(f"{target} already exists", "pass --overwrite to replace it")
     if batch_size < 1:
         raise usage_error(f"--batch-size must be 1 or more, got {batch_size}")
+    set_threads(threads)  # the neighbours are found in this process
     plan = plan_devices(gpus, cpu_procs)
     trained = load_model_saying_which(model, size, as_json)
     images = decode(inputs, trained.size, cache_dir, strict, as_json)
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)  # a clear error before any process starts
     started = time.perf_counter()
-    embeddings = embed_sharded(
-        plan, precision, trained, images, chosen_space, batch_size, not as_json
+    embedded = embed_sharded(
+        plan, precision, trained, images, chosen_space, batch_size, not as_json, threads
     )
+    embeddings = embedded.embeddings
     seconds = time.perf_counter() - started
     written = write_embeddings(out, images.names, embeddings.numpy())
     result = {
@@ -96,6 +101,7 @@ def embed(
         "files": [str(path) for path in written],
         "skipped": [failure.message for failure in images.failures],
         "images_per_s": len(images.names) / seconds,
+        "threads": embedded.threads,
     }
     if knn_out is not None:
         pairs = _write_neighbours(knn_out, images.names, embeddings, knn)

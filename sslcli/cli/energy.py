@@ -14,15 +14,16 @@ from sslcli.cli.model_options import (
     AsJson,
     BatchSize,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Size,
     Space,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
 from sslcli.errors import usage_error
 
@@ -39,18 +40,36 @@ LATENT_MEANING = (
 )
 SHOWN_CELLS = 100
 """Matrices up to this many cells are printed as a table; larger ones are summarised."""
+SHOWN_PAIRS = 100
+"""Pairs printed as table rows (``--json`` gives all of them)."""
 
 
 def energy(
-    x: Annotated[Path, typer.Argument(help="An image, or a folder of images.", show_default=False)],
-    y: Annotated[Path, typer.Argument(help="An image, or a folder of images.", show_default=False)],
+    x: Annotated[
+        Path | None,
+        typer.Argument(help="An image, or a folder of images.", show_default=False),
+    ] = None,
+    y: Annotated[
+        Path | None,
+        typer.Argument(help="An image, or a folder of images.", show_default=False),
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score only the pairs of this CSV file instead of X and Y: one x,y row each "
+            "(paths relative to the file's folder, or absolute; an x,y header is skipped).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelName = None,
     space: Space = None,
     size: Size = None,
     views: Annotated[
         int, typer.Option(help="Average over K augmented view pairs (the run's augmentation).")
     ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the augmented views.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the augmented views and of a random-init model's weights.")
+    ] = 0,
     matrix: Annotated[
         Path | None,
         typer.Option(
@@ -60,25 +79,28 @@ def energy(
     heatmap: Annotated[
         Path | None,
         typer.Option(
-            help="Write the energies as a heatmap PNG (dark = low = compatible).",
+            help="Write the energies as a heatmap PNG: labelled rows X and columns Y, the values "
+            "when they fit, a colour bar (dark = low = compatible).",
             show_default=False,
         ),
     ] = None,
-    gpus: Gpus = None,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
-    """Energy F(x, y) of image pairs (low = compatible); folders give every pair."""
-    from sslcli.engine.runtime import make_runtime
+    """Energy F(x, y) of image pairs (low = compatible); folders give every pair, --pairs
+    the pairs listed in a file."""
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.energy import energy_matrices
 
-    if gpus is not None and gpus > 1:
-        raise usage_error("energy runs on one device", "use --gpus 1 (or 0 for the CPU)")
-    plan = plan_devices(gpus, 1)
-    trained = load_model_saying_which(model, size, as_json)
+    _check_inputs(x, y, pairs, matrix, heatmap)
+    plan = plan_one_device(gpus, "energy")
+    used_threads = set_threads(threads)
+    trained = load_model_saying_which(model, size, as_json, seed)
     if trained.latent is not None and space is not None:
         raise usage_error(
             "--space applies to joint-embedding models; a latent model's F compares x's "
@@ -88,6 +110,39 @@ def energy(
     chosen_space = "latent" if trained.latent is not None else space or trained.default_space()
     if trained.latent is None:
         trained.encoder(chosen_space)  # a clear error before decoding
+    meaning = MEANING if trained.latent is None else LATENT_MEANING
+    result = {
+        "model": trained.description,
+        "space": chosen_space,
+        "views": views,
+        "threads": used_threads,
+        "meaning": meaning,
+    }
+    if pairs is not None:
+        from sslcli.data.cache import default_cache_dir
+        from sslcli.inference.energy import pair_energies
+        from sslcli.inference.pairs import decode_pairs, read_pairs
+
+        listed = read_pairs(pairs)
+        decoded, rows = decode_pairs(
+            listed, trained.size, cache_dir or default_cache_dir(), not as_json
+        )
+        if not as_json:
+            _note_resizing(decoded.paths, trained.size)
+        runtime = make_runtime(plan.device_type, precision, seed)
+        scored = pair_energies(
+            trained, decoded.pixels, rows, runtime, chosen_space, views, seed, batch_size
+        )
+        result["pairs_file"] = str(pairs)
+        result["pairs"] = [
+            {"x": pair.x, "y": pair.y} | {name: float(values[i]) for name, values in scored.items()}
+            for i, pair in enumerate(listed)
+        ]
+        if as_json:
+            print_json(result)
+        else:
+            _print_pairs(result)
+        return
     both_files = x.is_file() and y.is_file()
     first = decode([x], trained.size, cache_dir, strict or both_files, as_json)
     second = decode([y], trained.size, cache_dir, strict or both_files, as_json)
@@ -103,15 +158,9 @@ def energy(
     if heatmap is not None:
         from sslcli.inference.heatmap import write_heatmap
 
-        write_heatmap(heatmap, energies)
-    result = {
-        "model": trained.description,
-        "space": chosen_space,
-        "views": views,
-        "meaning": MEANING if trained.latent is None else LATENT_MEANING,
-        "x": first.names,
-        "y": second.names,
-    }
+        title = f"energy F(x, y), {chosen_space}: rows x ({x.name}), columns y ({y.name})"
+        write_heatmap(heatmap, energies, first.names, second.names, title, "compatible")
+    result |= {"x": first.names, "y": second.names}
     if both_files:
         result |= {name: float(matrix[0, 0]) for name, matrix in matrices.items()}
     elif energies.size <= SHOWN_CELLS or as_json:
@@ -127,6 +176,24 @@ def energy(
         print_json(result)
     else:
         _print(result, energies)
+
+
+def _check_inputs(
+    x: Path | None, y: Path | None, pairs: Path | None, matrix: Path | None, heatmap: Path | None
+) -> None:
+    """X and Y, or --pairs FILE; the matrix outputs need X and Y."""
+    if pairs is None and (x is None or y is None):
+        raise usage_error(
+            "give X and Y, or --pairs FILE",
+            "two images or folders (every X-Y pair), or a CSV file of x,y pairs",
+        )
+    if pairs is not None and x is not None:
+        raise usage_error("give X and Y, or --pairs FILE, not both")
+    if pairs is not None and (matrix is not None or heatmap is not None):
+        raise usage_error(
+            "--matrix and --heatmap need X and Y: --pairs scores only the pairs listed",
+            "drop them, or give two folders X Y",
+        )
 
 
 def _note_resizing(paths: list[Path], size: int) -> None:
@@ -184,6 +251,36 @@ def _print(result: dict, energies: np.ndarray) -> None:
     for key in ("matrix", "heatmap"):
         if key in result:
             stderr.print(f"{key}: {result[key]}")
+
+
+def _print_pairs(result: dict) -> None:
+    pairs = result["pairs"]
+    table = Table(title=f"energy of {len(pairs)} pairs ({result['space']})", title_justify="left")
+    columns = {"energy": "F", "energy_at_zero": "E(z=0)", "z_gap": "z-gap", "z_norm": "||z*||"}
+    shown = [name for name in columns if name in pairs[0]]
+    # the names share what the numbers leave of the terminal; a long path keeps its end
+    width = max(12, (stderr.width - 1 - 10 * len(shown)) // 2 - 3)
+    table.add_column("x", no_wrap=True)
+    table.add_column("y", no_wrap=True)
+    for name in shown:
+        table.add_column(columns[name], justify="right")
+    for pair in pairs[:SHOWN_PAIRS]:
+        table.add_row(
+            _short(pair["x"], width),
+            _short(pair["y"], width),
+            *(f"{pair[name]:.4f}" for name in shown),
+        )
+    stderr.print(table)
+    if len(pairs) > SHOWN_PAIRS:
+        stderr.print(f"... and {len(pairs) - SHOWN_PAIRS} more pairs (--json gives them all)")
+    stderr.print(
+        f"[dim]{result['meaning']}; {result['model']}, {result['space']}[/]", soft_wrap=True
+    )
+
+
+def _short(name: str, width: int) -> str:
+    """The end of a long path (its file name is what tells pairs apart)."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 def register(app: typer.Typer) -> None:

@@ -11,19 +11,19 @@ from rich.table import Table
 from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
+    BackboneSpace,
     BatchSize,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Size,
-    Space,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
-from sslcli.errors import usage_error
 
 
 def evaluate(
@@ -46,11 +46,14 @@ def evaluate(
     ] = 0.2,
     k: Annotated[int, typer.Option("--k", help="Neighbours of the kNN vote.")] = 200,
     temperature: Annotated[float, typer.Option(help="Temperature of the kNN vote weights.")] = 0.1,
-    space: Space = None,
+    space: BackboneSpace = None,
     size: Size = None,
-    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
-    gpus: Gpus = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the held-out split and of a random-init model's weights.")
+    ] = 0,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     batch_size: BatchSize = 256,
     cache_dir: CacheDir = None,
     strict: Strict = False,
@@ -58,14 +61,13 @@ def evaluate(
 ) -> None:
     """Evaluate an encoder's features on labelled images: kNN (k=200, T=0.1, cosine,
     weighted votes), a linear probe, and the collapse metrics."""
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.eval.report import encode_labels, evaluate_features, stratified_split
     from sslcli.inference.embedding import embed_pixels
 
-    if gpus is not None and gpus > 1:
-        raise usage_error("eval runs on one device", "use --gpus 1 (or 0 for the CPU)")
-    plan = plan_devices(gpus, 1)
-    trained = load_model_saying_which(model, size, as_json)
+    plan = plan_one_device(gpus, "eval")
+    used_threads = set_threads(threads)
+    trained = load_model_saying_which(model, size, as_json, seed)
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)
     runtime = make_runtime(plan.device_type, precision, seed)
@@ -91,6 +93,7 @@ def evaluate(
         train_features, train_labels, test_features, test_labels, k, temperature
     )
     result = {"model": trained.description, "space": chosen_space, "split": split}
+    result["threads"] = used_threads
     result |= report.as_dict()
     if as_json:
         print_json(result)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sslcli.cli.console import stderr
-from sslcli.errors import SSLError
+from sslcli.errors import SSLError, usage_error
 
 if TYPE_CHECKING:
     from sslcli.engine.launch import LaunchPlan
@@ -40,6 +40,15 @@ Space = Annotated[
         show_default=False,
     ),
 ]
+BackboneSpace = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        help="The backbone's features (backbone), the representation used downstream, or the "
+        "embeddings after the projection head (projector) \\[default: backbone].",
+        show_default=False,
+    ),
+]
 Gpus = Annotated[
     int | None,
     typer.Option(
@@ -47,7 +56,31 @@ Gpus = Annotated[
         show_default=False,
     ),
 ]
+OneDevice = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus",
+        help="Runs on one device: 1 = one GPU, 0 = the CPU \\[default: 1 if CUDA is present].",
+        show_default=False,
+    ),
+]
 CpuProcs = Annotated[int, typer.Option(help="CPU processes with --gpus 0.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads torch computes with \\[default: torch's, about one per core].",
+        show_default=False,
+    ),
+]
+ShardThreads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads torch computes with, in each process \\[default: torch's, about one "
+        "per core; with --cpu-procs N, the cores shared out among them].",
+        show_default=False,
+    ),
+]
 Precision = Annotated[
     str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 on capable GPUs, fp32 on CPU).")
 ]
@@ -65,14 +98,26 @@ Strict = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
 
 
-def load_model_saying_which(name: str | None, size: int | None, quiet: bool) -> TrainedModel:
+def load_model_saying_which(
+    name: str | None, size: int | None, quiet: bool, seed: int = 0
+) -> TrainedModel:
+    """Load ``--model``; a backbone name's random weights are drawn from ``seed``."""
+    from sslcli.engine.runtime import seed_everything
     from sslcli.runs.loading import load_model
 
+    seed_everything(seed)
     model = load_model(name, size)
     if not quiet:
         picked = " (the newest run; choose another with --model)" if name is None else ""
         stderr.print(f"model: {model.description}, {model.size} px{picked}", soft_wrap=True)
     return model
+
+
+def plan_one_device(gpus: int | None, command: str) -> LaunchPlan:
+    """The device of a command that computes in one process (``--gpus 0|1``)."""
+    if gpus is not None and gpus > 1:
+        raise usage_error(f"{command} runs on one device", "use --gpus 1 (or 0 for the CPU)")
+    return plan_devices(gpus, 1)
 
 
 def plan_devices(gpus: int | None, cpu_procs: int) -> LaunchPlan:

@@ -11,20 +11,19 @@ from sslcli.cli.console import print_json, stderr
 from sslcli.cli.model_options import (
     AsJson,
     CacheDir,
-    Gpus,
     ModelName,
+    OneDevice,
     Precision,
     Strict,
+    Threads,
     decode,
     load_model_saying_which,
-    plan_devices,
+    plan_one_device,
 )
 from sslcli.errors import usage_error
 
 if TYPE_CHECKING:
     from sslcli.inference.sweep import Sweep
-
-THUMBNAIL = 96
 
 
 def sweep(
@@ -45,35 +44,40 @@ def sweep(
     grid: Annotated[
         Path | None,
         typer.Option(
-            help="Write a contact sheet PNG: a row per z, x then its matches.", show_default=False
+            help="Write a contact sheet PNG: a row per z (labelled, with ||z||), x then its "
+            "matches, each with its E.",
+            show_default=False,
         ),
     ] = None,
-    gpus: Gpus = None,
+    gpus: OneDevice = None,
     precision: Precision = "auto",
+    threads: Threads = None,
     cache_dir: CacheDir = None,
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
     """Sweep the latent z of a train-latent model for one image: each z predicts a different
     target; see which gallery images each prediction matches."""
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.sweep import sweep_latent
 
+    plan = plan_one_device(gpus, "sweep")
+    used_threads = set_threads(threads)
     if not image.is_file():
         raise usage_error(f"{image} is not an image file", "give one image, and --gallery DIR")
     trained = load_model_saying_which(model, None, as_json)
-    plan = plan_devices(gpus, 1)
     query = decode([image], trained.size, cache_dir, True, as_json)
     shown = decode([gallery], trained.size, cache_dir, strict, as_json)
     runtime = make_runtime(plan.device_type, precision, seed)
     result = sweep_latent(trained, query.pixels, shown.pixels, runtime, samples, top, radius, seed)
     if grid is not None:
-        _contact_sheet(
-            grid, image, [shown.paths[i] for row in result.rows for i in row.gallery], top
-        )
+        from sslcli.inference.sweep import write_sweep_sheet
+
+        write_sweep_sheet(grid, image, result, shown.paths, shown.names)
     report = {
         "model": trained.description,
         "radius": result.radius,
+        "threads": used_threads,
         "rows": [
             {
                 "z_norm": float(row.z.norm()),
@@ -88,28 +92,6 @@ def sweep(
         print_json(report)
     else:
         _print(report, result)
-
-
-def _contact_sheet(path: Path, image: Path, matches: list[Path], top: int) -> None:
-    """Rows of ``1 + top`` thumbnails: x, then the gallery images that z's prediction matches."""
-    from PIL import Image
-
-    from sslcli.data.cache import square_resize
-    from sslcli.data.images import load_image
-    from sslcli.engine.atomic import atomic_file
-
-    rows = len(matches) // top
-    sheet = Image.new("RGB", ((top + 1) * (THUMBNAIL + 4), rows * (THUMBNAIL + 4)), "white")
-    first = Image.fromarray(square_resize(load_image(image, shortest=THUMBNAIL), THUMBNAIL))
-    for row in range(rows):
-        sheet.paste(first, (2, row * (THUMBNAIL + 4) + 2))
-        for column, match in enumerate(matches[row * top : (row + 1) * top], start=1):
-            thumbnail = Image.fromarray(
-                square_resize(load_image(match, shortest=THUMBNAIL), THUMBNAIL)
-            )
-            sheet.paste(thumbnail, (column * (THUMBNAIL + 4) + 2, row * (THUMBNAIL + 4) + 2))
-    with atomic_file(path) as temporary:
-        sheet.save(temporary, format="PNG")
 
 
 def _print(report: dict, result: Sweep) -> None:

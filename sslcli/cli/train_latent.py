@@ -134,9 +134,12 @@ def train_latent(
 ) -> None:
     """Train a latent-variable predictive model (no contrastive samples) on a folder of images.
 
-    The predictor guesses the EMA target embedding of one view from the other view's
-    embedding and a latent z; z is inferred per sample by gradient steps on the energy and
-    regularised. The run folder is like train-siamese's; energy and embed use it.
+    The predictor guesses one view's target embedding from the other view's embedding and a
+    latent z: by default (--target online) the target is the same network's embedding of that
+    view, with gradient; --target ema takes a momentum copy's instead. z is inferred per
+    sample by gradient steps on the energy and regularised. The embeddings come from an
+    expander 2048-2048-256 on the backbone (--projector-hidden-dim, --projector-dim). The run
+    folder is like train-siamese's; energy, embed, eval and sweep use it.
     """
     from sslcli.training.config import TrainingRequest
     from sslcli.training.run import Devices

@@ -1,4 +1,4 @@
-"""Resolve where and how a process computes: device, precision, seed."""
+"""Resolve where and how a process computes: device, precision, seed, CPU threads."""
 
 from __future__ import annotations
 
@@ -112,3 +112,23 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> int:
+    """Compute with ``threads`` CPU threads in this process (``--threads``); ``None`` leaves
+    torch's default. Returns the intra-op threads torch now uses.
+
+    Inter-op threads are set too when this process can still set them (torch allows it once,
+    before any parallel work); the intra-op threads are the ones a forward pass uses.
+    """
+    import torch
+
+    if threads is None:
+        return torch.get_num_threads()
+    if threads < 1:
+        raise usage_error(f"--threads must be 1 or more, got {threads}")
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != threads:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(threads)
+    return torch.get_num_threads()

@@ -17,7 +17,7 @@ import torch
 from sslcli.data.images import discover_images
 from sslcli.engine.launch import LaunchPlan, launch
 from sslcli.engine.progress import progress_bar
-from sslcli.engine.runtime import Runtime
+from sslcli.engine.runtime import Runtime, set_threads
 from sslcli.errors import SSLError, usage_error
 from sslcli.runs.loading import TrainedModel
 
@@ -92,14 +92,25 @@ def embed_pixels(
     batch_size: int = 256,
     show: bool = True,
 ) -> torch.Tensor:
-    """Embeddings (N, D), float32 on the CPU, of decoded images in ``space``."""
+    """Embeddings (N, D), float32 on the CPU, of decoded images in ``space``; non-finite
+    ones (a diverged model) are an error."""
     from sslcli.eval.features import extract_features
+    from sslcli.inference.finite import check_finite
 
     encoder = model.encoder(space).to(runtime.device, memory_format=torch.channels_last)
     with progress_bar("embed", len(pixels), "img", show and runtime.is_main) as bar:
-        return extract_features(
+        features = extract_features(
             encoder, pixels, runtime, batch_size, model.mean, model.std, bar.advance
         )
+    return check_finite(features, model, f"{space} embeddings")
+
+
+@dataclass
+class ShardedEmbeddings:
+    embeddings: torch.Tensor
+    """(N, D) float32 on the CPU, in the images' order."""
+    threads: int
+    """The CPU threads each process computed with."""
 
 
 def embed_sharded(
@@ -110,13 +121,19 @@ def embed_sharded(
     space: str,
     batch_size: int,
     show: bool = True,
-) -> torch.Tensor:
-    """:func:`embed_pixels` over every process of ``plan``, each taking a contiguous shard."""
+    threads: int | None = None,
+) -> ShardedEmbeddings:
+    """:func:`embed_pixels` over every process of ``plan``, each taking a contiguous shard and
+    computing with ``threads`` CPU threads (``None``: the process's default)."""
     with tempfile.TemporaryDirectory(prefix="sslcli-embed-") as folder:
         shards = Path(folder)
-        job = _ShardJob(model, images.cache_file, len(images.pixels), space, batch_size, show)
+        job = _ShardJob(
+            model, images.cache_file, len(images.pixels), space, batch_size, show, threads
+        )
         launch(plan, precision, 0, _embed_shard, job, shards)
-        return torch.cat([torch.from_numpy(np.load(p)) for p in sorted(shards.glob("*.npy"))])
+        embeddings = torch.cat([torch.from_numpy(np.load(p)) for p in sorted(shards.glob("*.npy"))])
+        used = {int(p.read_text()) for p in shards.glob("*.threads")}
+        return ShardedEmbeddings(embeddings, max(used))
 
 
 @dataclass
@@ -127,11 +144,14 @@ class _ShardJob:
     space: str
     batch_size: int
     show: bool
+    threads: int | None = None
 
 
 def _embed_shard(runtime: Runtime, job: _ShardJob, shards: Path) -> None:
+    threads = set_threads(job.threads)
     pixels = np.load(job.cache_file, mmap_mode="r")[: job.count]
     bounds = np.linspace(0, job.count, runtime.world_size + 1).round().astype(int)
     mine = pixels[bounds[runtime.rank] : bounds[runtime.rank + 1]]
     features = embed_pixels(job.model, mine, runtime, job.space, job.batch_size, job.show)
     np.save(shards / f"shard-{runtime.rank:05d}.npy", features.numpy())
+    (shards / f"shard-{runtime.rank:05d}.threads").write_text(str(threads))

@@ -4,12 +4,14 @@ For an image x and K latent values (z = 0 first, then K - 1 seeded random direct
 radius), the predictor gives K predicted target embeddings g(s_x, z_k); each is matched to
 the gallery images whose targets it predicts best (lowest E). The default radius is the 90th
 percentile of ||z*|| inferred between x and the gallery images: as far as z goes for real
-pairs.
+pairs. :func:`write_sweep_sheet` draws a sweep as a contact sheet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +19,9 @@ import torch
 from sslcli.engine.runtime import Runtime
 from sslcli.errors import usage_error
 from sslcli.runs.loading import TrainedModel
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass
@@ -46,6 +51,7 @@ def sweep_latent(
 ) -> Sweep:
     """Sweep z for one decoded image (1, S, S, 3) against decoded gallery images."""
     from sslcli.inference.energy import TargetEncoder, embed_with
+    from sslcli.inference.finite import check_finite
 
     latent = model.latent
     if latent is None:
@@ -67,10 +73,114 @@ def sweep_latent(
     zs = torch.cat([torch.zeros(1, latent.latent_dim), radius * directions])
     with torch.no_grad():
         predicted = latent.predictor(context.expand(samples, -1), zs).float()
-    errors = (predicted[:, None, :] - targets[None]).pow(2).mean(dim=2)
+    errors = check_finite(
+        (predicted[:, None, :] - targets[None]).pow(2).mean(dim=2), model, "energies"
+    )
     best, index = errors.topk(top, dim=1, largest=False)
     rows = [
         SweepRow(z, order.tolist(), values.tolist())
         for z, order, values in zip(zs, index, best, strict=True)
     ]
     return Sweep(radius, rows)
+
+
+THUMBNAIL = 96
+"""Side of a picture of the sweep sheet, in pixels."""
+GAP = 4
+
+
+@dataclass(frozen=True)
+class SweepSheetLayout:
+    """Where each part of the sweep sheet is (boxes: left, top, right, bottom)."""
+
+    size: tuple[int, int]
+    title: tuple[int, int, int, int]
+    title_lines: list[str]
+    row_labels: list[tuple[int, int, int, int]]
+    """One per z: "z = 0" or "zK", and ||z||."""
+    thumbnails: list[list[tuple[int, int, int, int]]]
+    """Per row: x, then its matches."""
+    captions: list[list[tuple[int, int, int, int]]]
+    """Under each thumbnail: "x" and its name, or a match's E and name."""
+
+
+def sweep_sheet_layout(rows: int, top: int, title: str = "") -> SweepSheetLayout:
+    """The layout of a sheet of ``rows`` latent values with ``top`` matches each, under
+    ``title`` (wrapped to the sheet's width)."""
+    from sslcli.inference.drawing import PAD, line_height, text_width, wrap
+
+    line = line_height()
+    label_width = text_width("||z|| = 00.00") + PAD
+    right = PAD + label_width + (top + 1) * (THUMBNAIL + GAP)
+    title_lines = wrap(title, right - PAD)
+    title_box = (PAD, PAD, right, PAD + max(1, len(title_lines)) * line)
+    first_top = title_box[3] + PAD
+    row_height = THUMBNAIL + 2 * line + 2 * GAP
+    labels, thumbnails, captions = [], [], []
+    for row in range(rows):
+        y = first_top + row * row_height
+        labels.append((PAD, y, PAD + label_width - GAP, y + THUMBNAIL))
+        left = PAD + label_width
+        xs = [left + column * (THUMBNAIL + GAP) for column in range(top + 1)]
+        thumbnails.append([(x, y, x + THUMBNAIL, y + THUMBNAIL) for x in xs])
+        below = y + THUMBNAIL + 2
+        captions.append([(x, below, x + THUMBNAIL, below + 2 * line) for x in xs])
+    width = right + PAD
+    height = first_top + rows * row_height + PAD
+    return SweepSheetLayout((width, height), title_box, title_lines, labels, thumbnails, captions)
+
+
+def draw_sweep_sheet(
+    image: Path, sweep: Sweep, gallery: list[Path], names: list[str]
+) -> tuple[Image.Image, SweepSheetLayout]:
+    """A row per latent value: its label (z = 0, z1, ... and ||z||), the image x, then the
+    gallery images its prediction matches best, each with its E and name under it."""
+    from PIL import Image
+
+    from sslcli.data.cache import square_resize
+    from sslcli.data.images import load_image
+    from sslcli.inference.drawing import BACKGROUND, draw_text, line_height, shorten
+
+    def thumbnail(path: Path) -> Image.Image:
+        return Image.fromarray(square_resize(load_image(path, shortest=THUMBNAIL), THUMBNAIL))
+
+    top = max((len(row.gallery) for row in sweep.rows), default=0)
+    title = (
+        f"latent sweep of {image.name}, radius {sweep.radius:.3f}: a row per z, x then the "
+        "gallery images its prediction matches best (lowest E first)"
+    )
+    layout = sweep_sheet_layout(len(sweep.rows), top, title)
+    sheet = Image.new("RGB", layout.size, BACKGROUND)
+    line = line_height()
+    for k, text in enumerate(layout.title_lines):
+        draw_text(sheet, (layout.title[0], layout.title[1] + k * line), text)
+    first = thumbnail(image)
+    for number, row in enumerate(sweep.rows):
+        _, y_top, right, y_bottom = layout.row_labels[number]
+        middle = (y_top + y_bottom) // 2
+        draw_text(sheet, (right, middle - 1), "z = 0" if number == 0 else f"z{number}", anchor="rd")
+        draw_text(sheet, (right, middle + 1), f"||z|| = {float(row.z.norm()):.2f}", anchor="ra")
+        captions = ["x", shorten(image.name, THUMBNAIL)]
+        pictures = [(first, captions)]
+        for index, energy in zip(row.gallery, row.energies, strict=True):
+            pictures.append(
+                (thumbnail(gallery[index]), [f"E {energy:.4f}", shorten(names[index], THUMBNAIL)])
+            )
+        for column, (picture, texts) in enumerate(pictures):
+            sheet.paste(picture, layout.thumbnails[number][column][:2])
+            x, y = layout.captions[number][column][:2]
+            for k, text in enumerate(texts):
+                draw_text(sheet, (x + THUMBNAIL // 2, y + k * line), text, anchor="ma")
+    return sheet, layout
+
+
+def write_sweep_sheet(
+    path: Path, image: Path, sweep: Sweep, gallery: list[Path], names: list[str]
+) -> SweepSheetLayout:
+    """:func:`draw_sweep_sheet` written to ``path`` as a PNG (atomically); returns its layout."""
+    from sslcli.engine.atomic import atomic_file
+
+    sheet, layout = draw_sweep_sheet(image, sweep, gallery, names)
+    with atomic_file(path) as temporary:
+        sheet.save(temporary, format="PNG")
+    return layout

@@ -85,8 +85,9 @@ def vicreg() -> type[SSLMethod]:
 @METHODS.register(
     "latent",
     "latent-variable predictive architecture (train-latent): predictor g(s_x, z) with a "
-    "regularised latent z inferred by gradient steps, EMA target, VICReg variance and "
-    "covariance; LARS, lr 0.2 per 256, wd 1e-6, expander 2048-256, z of 16 dimensions",
+    "regularised latent z inferred by gradient steps; target the other view's embedding "
+    "(online, the default) or a momentum copy's (ema); VICReg variance and covariance; LARS, "
+    "lr 0.2 per 256, wd 1e-6, expander 2048-2048-256, z of 16 dimensions",
 )
 def latent() -> type[SSLMethod]:
     from sslcli.methods.latent import LatentPredictive

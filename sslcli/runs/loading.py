@@ -202,16 +202,23 @@ def _load_weights(module: nn.Module, weights: dict[str, torch.Tensor], where: Pa
 
 
 def _random_backbone(name: str, size: int) -> TrainedModel:
+    """Random weights drawn from the seed torch was last seeded with (``torch.manual_seed``;
+    the commands seed it with ``--seed``) and from nothing else: draws made since do not
+    change them, and drawing them leaves torch's generator as it was."""
     from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from sslcli.models.backbones import BACKBONES
 
     small = size <= 64
+    seed = torch.initial_seed()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = BACKBONES.create(name, small_images=small)
     return TrainedModel(
-        backbone=BACKBONES.create(name, small_images=small),
+        backbone=backbone,
         size=size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        description=f"{name} with random weights ({size} px"
+        description=f"{name} with random weights (seed {seed}, {size} px"
         + (", small-image stem)" if small else ")"),
     )
 

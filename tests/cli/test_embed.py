@@ -16,6 +16,7 @@ from sslcli.data.embeddings import read_embeddings
 from sslcli.data.images import load_image
 from sslcli.data.normalization import normalize
 from sslcli.runs.loading import load_model
+from tests.cli.helpers import diverged_copy, option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -129,3 +130,25 @@ def test_bad_options_are_clear_errors(
 ) -> None:
     result = _embed(tmp_path, str(sample_data / "digits" / "0"), *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_the_help_states_the_space_embed_uses(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 2)
+    out = tmp_path / "e.npy"
+    result = _embed(tmp_path, str(digits), "-m", str(trained_run), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["space"] == stated_default("embed", "--space") == "backbone"
+    assert "shard" in option_help("embed", "--gpus")  # embed does shard the images
+
+
+def test_a_diverged_model_is_an_error_naming_it(trained_run: Path, tmp_path: Path) -> None:
+    broken = diverged_copy(trained_run, tmp_path / "diverged")
+    digits = copy_digits(tmp_path / "digits", "01", 2)
+    for space, procs in (("backbone", "1"), ("projector", "2")):
+        out = tmp_path / f"e-{procs}.npy"
+        args = [str(digits), "-m", str(broken), "-o", str(out), "--space", space]
+        result = _embed(tmp_path, *args, "--cpu-procs", procs)
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.stderr.split())
+        assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said
+        assert not out.exists()

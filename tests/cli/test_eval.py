@@ -1,6 +1,8 @@
 """sslcli eval on real digits: the figures equal the library's on the same embeddings."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from sslcli.cli.app import app
 from sslcli.data.embeddings import read_embeddings
 from sslcli.eval.knn import knn_accuracy
 from sslcli.eval.linear_probe import linear_probe_accuracy
+from tests.cli.helpers import diverged_copy, option_help, stated_default
 from tests.conftest import copy_digits
 
 runner = CliRunner()
@@ -79,3 +82,42 @@ def test_eval_prints_a_table_for_humans(trained_run: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     for row in ("kNN accuracy", "linear probe accuracy", "embedding std", "effective rank"):
         assert row in result.stderr
+
+
+def test_the_help_says_eval_runs_on_one_device() -> None:
+    words = option_help("eval", "--gpus")
+    assert "shard" not in words and "one device" in words, words
+    result = runner.invoke(app, ["eval", "digits", "--gpus", "2"])
+    assert result.exit_code == 2 and "eval runs on one device" in result.stderr
+
+
+def test_the_help_states_the_space_eval_uses(trained_run: Path, tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 3)
+    result = _run("eval", tmp_path, str(digits), "-m", str(trained_run), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["space"] == stated_default("eval", "--space") == "backbone"
+
+
+def test_a_random_init_floor_is_the_same_on_every_call(tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "0147", 5)
+    args = ["eval", str(digits), "-m", "tiny-cnn", "--size", "16", "--gpus", "0", "--json"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    reports = []
+    for _ in range(2):  # two processes, as two calls from a shell are
+        done = subprocess.run(
+            [sys.executable, "-m", "sslcli", *args], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        reports.append(json.loads(done.stdout))
+    assert reports[0]["knn_accuracy"] == reports[1]["knn_accuracy"]
+    assert reports[0] == reports[1]
+    assert "seed 0" in reports[0]["model"]
+
+
+def test_a_diverged_model_is_an_error_naming_it(trained_run: Path, tmp_path: Path) -> None:
+    broken = diverged_copy(trained_run, tmp_path / "diverged")
+    digits = copy_digits(tmp_path / "digits", "01", 3)
+    result = _run("eval", tmp_path, str(digits), "-m", str(broken), "--json")
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    said = " ".join(result.stderr.split())
+    assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said
