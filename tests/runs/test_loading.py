@@ -5,6 +5,7 @@ import os
 import pickle
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -85,10 +86,7 @@ def test_mismatched_weights_are_a_clear_error(trained_run: Path, tmp_path: Path)
 
 def test_a_transformers_vision_folder_embeds_with_its_processor_settings(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(
-        image_size=16, patch_size=8, hidden_size=24, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=32,
-    )  # fmt: skip
+    config = _tiny_vit_config(transformers)
     torch.manual_seed(0)
     vit = transformers.ViTModel(config)
     vit.save_pretrained(tmp_path / "vit")
@@ -145,10 +143,7 @@ def test_a_damaged_trainer_state_does_not_block_the_weights(
 
 def test_a_pickled_transformers_folder_is_refused_without_running_it(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    config = transformers.ViTConfig(
-        image_size=16, patch_size=8, hidden_size=24, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=32,
-    )  # fmt: skip
+    config = _tiny_vit_config(transformers)
     folder = tmp_path / "vit"
     transformers.ViTModel(config).save_pretrained(folder, safe_serialization=False)
     (folder / "model.safetensors").unlink(missing_ok=True)
@@ -195,3 +190,10 @@ def test_a_checkpoint_that_does_not_record_its_normalisation_is_refused(
     config_file.write_text(json.dumps(config))
     with pytest.raises(SSLError, match=f"does not record the {name}"):
         load_model(str(run))
+
+
+def _tiny_vit_config(transformers: Any) -> Any:
+    return transformers.ViTConfig(
+        image_size=16, patch_size=8, hidden_size=24, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32,
+    )  # fmt: skip
