@@ -56,6 +56,11 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(resolve_resume(run)).weights
 
 
+def _has_trained(metrics: Path) -> bool:
+    """A step's record is in ``metrics.jsonl`` (the floors are logged before the first step)."""
+    return metrics.exists() and '"loss"' in metrics.read_text()
+
+
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -170,7 +175,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(digits: Path, tmp_pat
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "stopped" / "metrics.jsonl"
     deadline = time.monotonic() + 120
-    while not metrics.exists() and time.monotonic() < deadline:
+    while not _has_trained(metrics) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -194,7 +199,7 @@ def test_sigterm_to_a_multi_process_run_checkpoints_and_exits_cleanly(
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "stopped" / "metrics.jsonl"
     deadline = time.monotonic() + 120
-    while not metrics.exists() and time.monotonic() < deadline:
+    while not _has_trained(metrics) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)  # to the parent only, as a job scheduler might
     _, stderr = process.communicate(timeout=120)
