@@ -20,8 +20,8 @@ from PIL import Image
 from sslcli.augment.presets import Preset
 from sslcli.augment.views import apply_views, sample_view
 from sslcli.data.images import Discovery, load_image
-from sslcli.engine.atomic import atomic_file
-from sslcli.errors import SSLError, usage_error
+from sslcli.engine.atomic import atomic_file, write_failure
+from sslcli.errors import SSLError, runtime_error, usage_error
 
 GRID_ROWS = 16
 
@@ -37,6 +37,9 @@ class Written:
 @dataclass
 class AugmentReport:
     written: list[Written] = field(default_factory=list)
+    """Every view of the run, those kept from an earlier run included."""
+    kept: int = 0
+    """Views that existed already with the same pixels: left as they were."""
     skipped: list[SSLError] = field(default_factory=list)
     grid: Path | None = None
 
@@ -71,15 +74,6 @@ def _relative(path: Path, roots: Sequence[Path]) -> Path:
     return Path(path.name)
 
 
-def refuse_overwriting(targets: Sequence[Path]) -> None:
-    existing = [path for path in targets if path.exists()]
-    if existing:
-        raise usage_error(
-            f"{len(existing)} output file(s) exist already, e.g. {existing[0]}",
-            "pass --overwrite to replace them, or choose another --out",
-        )
-
-
 def augment_files(
     images: Sequence[Path],
     targets: Sequence[Sequence[Path]],
@@ -89,9 +83,14 @@ def augment_files(
     device: torch.device,
     batch_size: int,
     strict: bool,
+    overwrite: bool,
     on_batch: Callable[[int], None],
 ) -> AugmentReport:
-    """Write ``views`` views of every image; ``on_batch(n)`` is told of each n images done."""
+    """Write ``views`` views of every image; ``on_batch(n)`` is told of each n images done.
+
+    A view whose file exists already is kept when it holds the same pixels (a rerun after an
+    interruption or a full disk finishes the job) and refused otherwise, unless ``overwrite``.
+    """
     report = AugmentReport()
     decoded: dict[tuple[int, int], list[tuple[int, Image.Image]]] = defaultdict(list)
     for index, path in enumerate(images):
@@ -107,7 +106,7 @@ def augment_files(
     for group in decoded.values():
         for start in range(0, len(group), batch_size):
             batch = group[start : start + batch_size]
-            _augment_batch(batch, images, targets, preset, views, seed, device, report)
+            _augment_batch(batch, images, targets, preset, views, seed, device, overwrite, report)
             on_batch(len(batch))
     report.written.sort(key=lambda item: (str(item.source), item.view))
     return report
@@ -121,6 +120,7 @@ def _augment_batch(
     views: int,
     seed: int,
     device: torch.device,
+    overwrite: bool,
     report: AugmentReport,
 ) -> None:
     ids = torch.tensor([index for index, _ in batch])
@@ -136,13 +136,59 @@ def _augment_batch(
         out = out.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
         for row, (index, _) in enumerate(batch):
             target = targets[index][view]
-            save_png(Image.fromarray(out[row].numpy()), target)
+            try:
+                report.kept += not save_png(Image.fromarray(out[row].numpy()), target, overwrite)
+            except OSError as error:
+                raise _stopped_writing(target, error, report) from None
             report.written.append(Written(images[index], view, target, params.record(row)))
 
 
-def save_png(image: Image.Image, target: Path) -> None:
+def _stopped_writing(target: Path, error: OSError, report: AugmentReport) -> SSLError:
+    """A write failed (a full disk, say): what was done, and that a rerun finishes it."""
+    written = len(report.written) - report.kept
+    return runtime_error(
+        f"{write_failure(target, error)}; {written} views written and {report.kept} kept "
+        "before it (every file written is whole)",
+        "free space, then run the same command again: it keeps the views already written "
+        "and writes the rest",
+    )
+
+
+def save_png(image: Image.Image, target: Path, overwrite: bool) -> bool:
+    """Write ``image`` to ``target`` (atomically); False when the file held it already."""
+    if target.exists() and not overwrite:
+        if _same_pixels(image, target):
+            return False
+        raise usage_error(
+            f"{target} exists with other content (another seed or recipe wrote it)",
+            "pass --overwrite to replace it, or choose another --out",
+        )
     with atomic_file(target) as temporary:
         image.save(temporary, format="PNG")
+    return True
+
+
+def _same_pixels(image: Image.Image, path: Path) -> bool:
+    try:
+        with Image.open(path) as existing:
+            return existing.mode == image.mode and np.array_equal(
+                np.asarray(existing), np.asarray(image)
+            )
+    except OSError:  # unreadable: not the same
+        return False
+
+
+def save_contact_sheet(
+    report: AugmentReport, views: int, cell: int, path: Path, overwrite: bool
+) -> None:
+    """:func:`contact_sheet` written to ``path``; a failed write is one sentence."""
+    try:
+        save_png(contact_sheet(report, views, cell), path, overwrite)
+    except OSError as error:
+        raise runtime_error(
+            f"{write_failure(path, error)}; the views are all written",
+            "free space, then run the same command again to write the contact sheet",
+        ) from None
 
 
 def contact_sheet(

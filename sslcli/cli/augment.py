@@ -77,10 +77,8 @@ def augment(
 
     from sslcli.augment.files import (
         augment_files,
-        contact_sheet,
         output_paths,
-        refuse_overwriting,
-        save_png,
+        save_contact_sheet,
     )
     from sslcli.augment.presets import PRESETS, customise
     from sslcli.data.images import discover_images
@@ -125,8 +123,6 @@ def augment(
 
     discovery = discover_images(inputs)
     targets = output_paths(discovery, inputs, out, count)
-    if not overwrite:
-        refuse_overwriting([path for paths in targets for path in paths] + ([grid] if grid else []))
     started = time.perf_counter()
     with progress_bar("augment", len(discovery.images), "img", enabled=not as_json) as progress:
         report = augment_files(
@@ -138,11 +134,12 @@ def augment(
             runtime.device,
             batch_size,
             strict,
+            overwrite,
             progress.advance,
         )
     elapsed = time.perf_counter() - started
     if grid is not None and report.written:
-        save_png(contact_sheet(report, count, cell=chosen.recipe(0).size), grid)
+        save_contact_sheet(report, count, chosen.recipe(0).size, grid, overwrite)
         report.grid = grid
 
     if as_json:
@@ -160,6 +157,7 @@ def augment(
                     }
                     for item in report.written
                 ],
+                "kept": report.kept,
                 "skipped": [{"error": failure.message} for failure in report.skipped],
                 "ignored_files": len(discovery.ignored),
                 "grid": str(report.grid) if report.grid else None,
@@ -168,7 +166,9 @@ def augment(
         return
     table = Table(title="augment", title_justify="left", show_header=False)
     table.add_row("images", str(len(discovery.images) - len(report.skipped)))
-    table.add_row("views written", f"{len(report.written)} in {out}")
+    written = len(report.written) - report.kept
+    kept = f" ({report.kept} more kept: they existed already)" if report.kept else ""
+    table.add_row("views written", f"{written} in {out}{kept}")
     table.add_row("speed", f"{len(report.written) / elapsed:,.1f} views/s on {runtime.device}")
     if discovery.ignored:
         table.add_row("ignored", f"{len(discovery.ignored)} non-image file(s)")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sslcli.cli.model_options import CacheDir, Precision, Strict
+from sslcli.cli.model_options import CacheDir, Precision, ShardThreads, Strict
 from sslcli.cli.training import (
     AsJson,
     Backbone,
@@ -83,6 +83,7 @@ def train_siamese(
     projector_dim: ProjectorDim = None,
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
+    threads: ShardThreads = None,
     precision: Precision = "auto",
     seed: Seed = 0,
     out: Out = None,
@@ -146,7 +147,9 @@ def train_siamese(
         init=None if init is None else str(init),
         explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
-    train_and_report("train-siamese", request, Devices(gpus, cpu_procs), out, resume, as_json)
+    train_and_report(
+        "train-siamese", request, Devices(gpus, cpu_procs, threads), out, resume, as_json
+    )
 
 
 def register(app: typer.Typer) -> None:

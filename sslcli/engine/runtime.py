@@ -114,6 +114,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise usage_error(f"--threads must be 1 or more, got {threads}")
+
+
 def set_threads(threads: int | None) -> int:
     """Compute with ``threads`` CPU threads in this process (``--threads``); ``None`` leaves
     torch's default. Returns the intra-op threads torch now uses.
@@ -125,8 +130,7 @@ def set_threads(threads: int | None) -> int:
 
     if threads is None:
         return torch.get_num_threads()
-    if threads < 1:
-        raise usage_error(f"--threads must be 1 or more, got {threads}")
+    check_threads(threads)
     torch.set_num_threads(threads)
     if torch.get_num_interop_threads() != threads:
         with contextlib.suppress(RuntimeError):

@@ -22,6 +22,9 @@ class Devices:
 
     gpus: int | None
     cpu_procs: int
+    threads: int | None = None
+    """CPU threads each process computes with (None: torch's default, the cores shared out
+    among the processes)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ def run_training(
     from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, resolve_resume
     from sslcli.engine.launch import launch, plan_launch
     from sslcli.engine.run_lock import run_folder_lock
+    from sslcli.engine.runtime import check_threads
     from sslcli.runs.layout import (
         ENCODER_FOLDER,
         read_checked_config,
@@ -72,6 +76,7 @@ def run_training(
     from sslcli.training.config import continued, replanned, resolve_config
     from sslcli.training.worker import train_worker
 
+    check_threads(devices.threads)
     plan = plan_launch(devices.gpus, devices.cpu_procs, torch.cuda.device_count(), os.environ)
     main_process = os.environ.get("RANK", "0") == "0"
     checkpoint = resolve_resume(resume) if resume is not None else None
@@ -100,7 +105,16 @@ def run_training(
         if main_process:
             write_config(run_dir, config.as_dict())
             announce(Start(config, plan.device_type, run_dir, checkpoint, changed))
-        launch(plan, config.precision, config.seed, train_worker, config, run_dir, checkpoint)
+        launch(
+            plan,
+            config.precision,
+            config.seed,
+            train_worker,
+            config,
+            run_dir,
+            checkpoint,
+            devices.threads,
+        )
     if not main_process:
         return None
     return Outcome(run_dir, run_dir / ENCODER_FOLDER, read_result(run_dir))

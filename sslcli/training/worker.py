@@ -20,9 +20,14 @@ if TYPE_CHECKING:
 
 
 def train_worker(
-    runtime: Runtime, config: TrainingConfig, run_dir: Path, resume: Path | None
+    runtime: Runtime,
+    config: TrainingConfig,
+    run_dir: Path,
+    resume: Path | None,
+    threads: int | None = None,
 ) -> None:
-    """The worker every process runs (see ``engine.launch``)."""
+    """The worker every process runs (see ``engine.launch``), computing with ``threads``
+    CPU threads (None: the process's default)."""
     import torch.distributed as dist
 
     from sslcli.augment.presets import PRESETS, customise
@@ -31,6 +36,7 @@ def train_worker(
     from sslcli.engine.atomic import write_failure
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.progress import progress_bar
+    from sslcli.engine.runtime import set_threads
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
     from sslcli.methods import METHODS
@@ -45,6 +51,7 @@ def train_worker(
     )
     from sslcli.training.views import ViewBatches
 
+    used_threads = set_threads(threads)
     folder = scan_image_folder(Path(config.data))
     if runtime.distributed and not runtime.is_main:
         dist.barrier()  # let rank 0 build the cache first
@@ -127,6 +134,7 @@ def train_worker(
         raise _with_advice(error, config, run_dir) from error
     if runtime.is_main:
         record = {"step": result.step, "interrupted": result.interrupted, **result.last}
+        record["threads"] = used_threads
         try:
             _export_encoder(trainer.module.backbone, config, run_dir)
             write_result(run_dir, record)

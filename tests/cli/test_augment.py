@@ -1,5 +1,6 @@
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,10 +91,44 @@ def test_existing_files_are_not_overwritten_without_the_flag(photos: Path, tmp_p
     assert _augment(str(photos), "--out", str(out)).exit_code == 0
     before = (out / "chelsea_view0.png").read_bytes()
     refused = _augment(str(photos), "--out", str(out), "--seed", "9")
-    assert refused.exit_code == 2 and "exist already" in refused.stderr
+    assert refused.exit_code == 2 and "exists with other content" in refused.stderr
     assert (out / "chelsea_view0.png").read_bytes() == before
     assert _augment(str(photos), "--out", str(out), "--seed", "9", "--overwrite").exit_code == 0
     assert (out / "chelsea_view0.png").read_bytes() != before
+
+
+def test_a_rerun_keeps_the_views_that_exist_and_writes_the_rest(
+    photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert _augment(str(photos), "--out", str(out)).exit_code == 0
+    kept = out / "chelsea_view0.png"
+    stamp = kept.stat().st_mtime_ns
+    (out / "coffee_view1.png").unlink()  # as a run that stopped before it
+    again = _augment(str(photos), "--out", str(out), "--json")
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert report["kept"] == 7 and len(report["views"]) == 8
+    assert (out / "coffee_view1.png").is_file() and kept.stat().st_mtime_ns == stamp
+
+
+def test_a_full_disk_says_what_was_written_and_a_rerun_finishes(
+    photos: Path, tmp_path: Path, small_disk
+) -> None:
+    disk = small_disk(64)
+    big = ("--size", "128")  # views of about 30 KB: the disk takes two or three
+    full = runner.invoke(app, ["augment", str(photos), "--out", str(disk), "--gpus", "0", *big])
+    assert full.exit_code == 1, full.output
+    assert not isinstance(full.exception, Exception) or isinstance(full.exception, SystemExit)
+    words = " ".join(full.stderr.split())
+    assert f"disk full at {disk}" in words and "views written" in words
+    assert "run the same command again" in words
+    written = sorted(disk.rglob("*.png"))
+    assert all(Image.open(path).size == (128, 128) for path in written)  # none half-written
+    subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+    again = runner.invoke(app, ["augment", str(photos), "--out", str(disk), "--gpus", "0", *big])
+    assert again.exit_code == 0, again.output
+    assert len(list(disk.rglob("*.png"))) == 8
 
 
 def test_corrupt_images_are_skipped_and_listed_or_fatal_with_strict(

@@ -150,3 +150,18 @@ def _options_on(out: Path) -> list[str]:
         "--optimizer", "sgd", "--lr", "0.5", "--projector-hidden-dim", "64",
         "--projector-dim", "32", "--out", str(out),
     ]  # fmt: skip
+
+
+def test_threads_sets_the_cpu_threads_each_process_trains_with(
+    digits: Path, tmp_path: Path
+) -> None:
+    for threads, procs in ((1, "1"), (2, "2")):
+        result = _train(digits, tmp_path, f"t{threads}", "--epochs", "1", "--threads",
+                        str(threads), "--cpu-procs", procs)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert (
+            json.loads((tmp_path / f"t{threads}" / "result.json").read_text())["threads"] == threads
+        )
+    refused = _train(digits, tmp_path, "t0", "--threads", "0")
+    assert refused.exit_code == 2 and "--threads must be 1 or more" in refused.stderr
+    assert not (tmp_path / "t0").exists()  # refused before anything is written
