@@ -30,7 +30,8 @@ def simclr() -> type[SSLMethod]:
 @METHODS.register(
     "barlow",
     "Barlow Twins: 2 views, cross-correlation to the identity on the global batch, lambda "
-    "0.0051; LARS, lr 0.2 per 256, wd 1.5e-6, projector 8192-8192-8192",
+    "0.0051; LARS, lr 0.2 per 256 (biases and BatchNorm 0.0048), wd 1.5e-6, projector "
+    "8192-8192-8192",
 )
 def barlow() -> type[SSLMethod]:
     from sslcli.methods.barlow import BarlowTwins
