@@ -53,7 +53,8 @@ def byol() -> type[SSLMethod]:
 @METHODS.register(
     "moco",
     "MoCo v3: 2 views, momentum encoder (0.99 -> 1), InfoNCE against the global batch's keys, "
-    "temperature 1.0; LARS, lr 0.3 per 256, wd 1.5e-6, projector 4096-256, predictor",
+    "temperature 1.0; LARS, lr 0.3 per 256, wd 1.5e-6, projector 4096-256 (BatchNorm on its "
+    "output), predictor 4096-256",
 )
 def moco() -> type[SSLMethod]:
     from sslcli.methods.moco import MoCo

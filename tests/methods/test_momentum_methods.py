@@ -53,6 +53,32 @@ def test_moco_loss_matches_the_readable_infonce() -> None:
     assert moco_loss(q, k, 0.2).item() == pytest.approx(expected / 5 * 2 * 0.2, rel=1e-5)
 
 
+def _official_moco_mlp(
+    num_layers: int, input_dim: int, mlp_dim: int, output_dim: int, last_bn: bool = True
+) -> torch.nn.Sequential:
+    """``MoCo._build_mlp`` of facebookresearch/moco-v3 moco/builder.py, transcribed."""
+    layers: list[torch.nn.Module] = []
+    for index in range(num_layers):
+        dim1 = input_dim if index == 0 else mlp_dim
+        dim2 = output_dim if index == num_layers - 1 else mlp_dim
+        layers.append(torch.nn.Linear(dim1, dim2, bias=False))
+        if index < num_layers - 1:
+            layers += [torch.nn.BatchNorm1d(dim2), torch.nn.ReLU(inplace=True)]
+        elif last_bn:
+            layers.append(torch.nn.BatchNorm1d(dim2, affine=False))
+    return torch.nn.Sequential(*layers)
+
+
+def test_moco_heads_are_those_of_the_official_resnet_recipe() -> None:
+    """moco-v3 builder.py, MoCo_ResNet: projector ``_build_mlp(2, ...)`` ending in a
+    BatchNorm without affine parameters, predictor ``_build_mlp(2, ..., False)``; no biases."""
+    backbone = TinyCNN(width=8)
+    method = MoCo(backbone, hidden_dim=32, projection_dim=16)
+    assert repr(method.projector) == repr(_official_moco_mlp(2, backbone.out_dim, 32, 16))
+    assert repr(method.predictor) == repr(_official_moco_mlp(2, 16, 32, 16, last_bn=False))
+    assert repr(method.target_projector) == repr(method.projector)
+
+
 @pytest.mark.parametrize("make", [BYOL, MoCo])
 def test_a_momentum_method_trains_and_its_target_follows(make) -> None:
     torch.manual_seed(0)
