@@ -1,12 +1,15 @@
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sslcli.methods.byol import BYOL, byol_loss
 from sslcli.methods.moco import MoCo, moco_loss
 from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.training import noisy_views
 
 
 def test_cosine_momentum_rises_from_base_to_one() -> None:
@@ -40,6 +43,30 @@ def test_byol_loss_is_two_minus_twice_the_cosine() -> None:
     p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     t = torch.tensor([[0.0, 3.0], [2.0, 2.0]])
     assert byol_loss(p, t).item() == pytest.approx((2 - 0 + 2 - 2) / 2)
+
+
+def _regression_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """deepmind-research byol/utils/helpers.py ``regression_loss``: ||x/|x| - y/|y|||^2 per
+    sample, which is 2 - 2 cos(x, y)."""
+    return (F.normalize(x, dim=-1) - F.normalize(y, dim=-1)).pow(2).sum(dim=-1)
+
+
+def _byol_loss_by_the_paper(method: BYOL, views: list[torch.Tensor]) -> torch.Tensor:
+    """BYOL's loss (paper, Sec. 3.1: L + L~; byol_experiment.py ``loss_fn``): the regression
+    loss of view 1's prediction to view 2's target projection PLUS that of view 2's to view
+    1's, averaged over the batch."""
+    p1, p2 = (method.predictor(method.projector(method.backbone(view))) for view in views)
+    with torch.no_grad():
+        t1, t2 = (method.target_projector(method.target_backbone(view)) for view in views)
+    return (_regression_loss(p1, t2) + _regression_loss(p2, t1)).mean()
+
+
+def test_byol_sums_the_losses_of_its_two_directions() -> None:
+    torch.manual_seed(0)
+    method = BYOL(TinyCNN(width=8), hidden_dim=32, projection_dim=16)
+    views = noisy_views()
+    expected = _byol_loss_by_the_paper(copy.deepcopy(method), views).item()
+    assert method(views).loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_moco_loss_matches_the_readable_infonce() -> None:
