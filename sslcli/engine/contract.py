@@ -41,6 +41,12 @@ class GroupOptions:
 
     lr_scale: float = 1.0
     """The trainer sets the group's learning rate to this times the scheduled one."""
+    fixed_lr: bool = False
+    """True: ``lr_scale`` times the base learning rate at every step, neither warmed up nor
+    decayed by the schedule."""
+    decay: bool | None = None
+    """True: with the weight matrices (weight decay and the LARS trust ratio); False: with the
+    biases (neither); None: by its shape (weight matrices and kernels have ``ndim > 1``)."""
 
 
 @runtime_checkable

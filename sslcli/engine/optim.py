@@ -3,12 +3,13 @@
 LARS as in SimCLR, solo-learn and lightly; biases and normalisation parameters go in a
 parameter group that skips weight decay and the LARS adaptation. A model may give some of its
 parameters a learning rate of their own (``contract.DeclaresGroupOptions``): each group carries
-an ``"lr_scale"`` that the trainer multiplies the scheduled learning rate by
-(:func:`set_learning_rates`).
+an ``"lr_scale"`` that the trainer multiplies the scheduled learning rate by, or the base one
+for a ``"fixed_lr"`` group (:func:`set_learning_rates`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 
@@ -85,8 +86,9 @@ class LARS(torch.optim.Optimizer):
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """The trainable parameters in groups: weight matrices and kernels (``ndim > 1``) with
     ``weight_decay``; biases and normalisation parameters without decay and with
-    ``"lars_exclude": True``. A model with ``DeclaresGroupOptions`` splits them further by the
-    options it gives its parameters; every group has its ``"lr_scale"``.
+    ``"lars_exclude": True``. A model with ``DeclaresGroupOptions`` moves parameters between
+    the two (``decay``) and splits them further by the options it gives them; every group has
+    its ``"lr_scale"`` and ``"fixed_lr"``.
 
     The two groups of the default options come first and are always present (possibly empty),
     so optimiser states stay loadable.
@@ -98,12 +100,18 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     }
     for name, param in model.named_parameters():
         if param.requires_grad:
-            shares.setdefault((param.ndim > 1, options(name, param)), []).append(param)
+            shares.setdefault(_share(param, options(name, param)), []).append(param)
     return [_group(params, decays, how, weight_decay) for (decays, how), params in shares.items()]
 
 
 def _no_options(name: str, parameter: torch.nn.Parameter) -> GroupOptions:
     return GroupOptions()
+
+
+def _share(param: torch.nn.Parameter, options: GroupOptions) -> tuple[bool, GroupOptions]:
+    """Whether ``param`` decays, and its options with that decided (``decay`` left None)."""
+    decays = param.ndim > 1 if options.decay is None else options.decay
+    return decays, dataclasses.replace(options, decay=None)
 
 
 def _group(
@@ -114,14 +122,17 @@ def _group(
         "weight_decay": weight_decay if decays else 0.0,
         "lars_exclude": not decays,
         "lr_scale": options.lr_scale,
+        "fixed_lr": options.fixed_lr,
     }
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, scheduled: float) -> None:
-    """Each group's learning rate for a step whose schedule gives ``scheduled``: that times
-    the group's ``"lr_scale"`` (1 for a group without one)."""
+def set_learning_rates(optimizer: torch.optim.Optimizer, scheduled: float, base: float) -> None:
+    """Each group's learning rate for a step whose schedule gives ``scheduled`` (``base``
+    before warm-up and decay): the group's ``"lr_scale"`` times ``base`` for a ``"fixed_lr"``
+    group, times ``scheduled`` for the others (a group without these keys: ``scheduled``)."""
     for group in optimizer.param_groups:
-        group["lr"] = scheduled * group.get("lr_scale", 1.0)
+        rate = base if group.get("fixed_lr", False) else scheduled
+        group["lr"] = rate * group.get("lr_scale", 1.0)
 
 
 def make_optimizer(
@@ -142,7 +153,7 @@ def make_optimizer(
         optimizer = LARS(groups, lr=lr, momentum=momentum)
     else:
         optimizer = torch.optim.AdamW(groups, lr=lr)
-    set_learning_rates(optimizer, lr)
+    set_learning_rates(optimizer, lr, lr)
     return optimizer
 
 

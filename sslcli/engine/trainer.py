@@ -213,7 +213,7 @@ class Trainer:
                 lr = warmup_cosine(
                     self.step, schedule.total_steps, schedule.warmup_steps, schedule.base_lr
                 )
-                set_learning_rates(self.optimizer, lr)
+                set_learning_rates(self.optimizer, lr, schedule.base_lr)
                 started = time.perf_counter()
                 following = self.step + 1 if self.step + 1 < schedule.total_steps else None
                 views = prefetcher.get(self.step, following)

@@ -64,8 +64,9 @@ def moco() -> type[SSLMethod]:
 
 @METHODS.register(
     "simsiam",
-    "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256, "
-    "wd 1e-4, projector 2048-2048-2048, predictor 512",
+    "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256 (the "
+    "predictor's not decayed), wd 1e-4 on every parameter, projector 2048-2048-2048, "
+    "predictor 512",
 )
 def simsiam() -> type[SSLMethod]:
     from sslcli.methods.simsiam import SimSiam
