@@ -11,6 +11,7 @@ from tests.methods.training import (
     fit_with_trainer,
     losses_over_steps,
     noisy_views,
+    official_first_lars_step,
 )
 
 
@@ -52,20 +53,6 @@ def test_barlow_trains_a_tiny_cnn_a_few_steps_and_lowers_the_loss() -> None:
     assert losses[-1] < 0.8 * losses[0]
 
 
-def _official_first_lars_step(
-    param: torch.Tensor, grad: torch.Tensor, lr: float, weight_decay: float, eta: float = 1e-3
-) -> torch.Tensor:
-    """The first step (zero momentum buffer) of the LARS of facebookresearch/barlowtwins
-    main.py, ``weight_decay_filter`` and ``lars_adaptation_filter`` on: a parameter with
-    ndim 1 (bias, BatchNorm) gets neither weight decay nor the trust ratio."""
-    if param.ndim != 1:
-        grad = grad + weight_decay * param
-        param_norm, grad_norm = param.norm(), grad.norm()
-        if param_norm > 0 and grad_norm > 0:
-            grad = grad * (eta * param_norm / grad_norm)
-    return param - lr * grad
-
-
 def test_a_lars_step_trains_biases_and_batchnorm_at_0_0048_per_256(tmp_path: Path) -> None:
     """Barlow Twins' recipe (paper, "Implementation details"; barlowtwins main.py,
     --learning-rate-weights 0.2, --learning-rate-biases 0.0048): the weights at 0.2 x B/256,
@@ -80,7 +67,7 @@ def test_a_lars_step_trains_biases_and_batchnorm_at_0_0048_per_256(tmp_path: Pat
     fit_with_trainer(method, "lars", weights_lr, 1.5e-6, views, tmp_path)
 
     expected = {
-        name: _official_first_lars_step(
+        name: official_first_lars_step(
             start.detach(), start.grad, biases_lr if start.ndim == 1 else weights_lr, 1.5e-6
         )
         for name, start in before.named_parameters()

@@ -3,10 +3,12 @@ engine's Trainer with the optimiser train-siamese builds (the path a real run ta
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from sslcli.engine.contract import Observer
 from sslcli.engine.metrics_log import METRICS_FILE
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
@@ -44,6 +46,7 @@ def fit_with_trainer(
     views: list[torch.Tensor],
     run_dir: Path,
     steps: int = 1,
+    observers: Sequence[Observer] = (),
 ) -> list[dict]:
     """``steps`` steps of the Trainer on ``views`` with ``make_optimizer(optimizer, ...)``,
     the learning rate ``lr`` on a cosine to 0 over the steps (no warm-up); the logged records."""
@@ -57,6 +60,7 @@ def fit_with_trainer(
         run_dir,
         {},
         (),
+        observers,
     )
     trainer.fit(lambda step: views)
     return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
@@ -70,3 +74,19 @@ def assert_close_by_name(
     for name, tensor in actual.items():
         message = functools.partial("{}: {}".format, name)
         torch.testing.assert_close(tensor.detach(), expected[name], msg=message, **tolerances)
+
+
+def official_first_lars_step(
+    param: torch.Tensor, grad: torch.Tensor, lr: float, weight_decay: float, eta: float = 1e-3
+) -> torch.Tensor:
+    """The first step (zero momentum buffer) of the LARS of the official code: a parameter
+    with ndim 1 (bias, BatchNorm) gets neither weight decay nor the trust ratio
+    (facebookresearch/barlowtwins main.py with ``weight_decay_filter`` and
+    ``lars_adaptation_filter``, facebookresearch/moco-v3 moco/optimizer.py, deepmind-research
+    byol/utils/optimizers.py with ``exclude_bias_and_norm``)."""
+    if param.ndim != 1:
+        grad = grad + weight_decay * param
+        param_norm, grad_norm = param.norm(), grad.norm()
+        if param_norm > 0 and grad_norm > 0:
+            grad = grad * (eta * param_norm / grad_norm)
+    return param - lr * grad
