@@ -3,13 +3,14 @@
 The engine never knows which method, data or evaluation it runs: a model is anything with
 the :class:`Trainable` shape (views in, a :class:`StepOutput` out), and per-step observers
 (collapse monitor, online probe, kNN evaluation: see ``sslcli.training.observers``) plug in
-through :class:`Observer`'s hooks.
+through :class:`Observer`'s hooks. A model whose recipe trains some parameters at a learning
+rate of their own says so through :class:`DeclaresGroupOptions`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -31,6 +32,31 @@ class Trainable(Protocol):
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with the share of training done (EMA targets)."""
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """How the optimiser trains some of a model's parameters, beyond the run's settings: the
+    parameters with equal options share a parameter group (``engine.optim.parameter_groups``)."""
+
+    lr_scale: float = 1.0
+    """The trainer sets the group's learning rate to this times the scheduled one."""
+    fixed_lr: bool = False
+    """True: ``lr_scale`` times the base learning rate at every step, neither warmed up nor
+    decayed by the schedule."""
+    decay: bool | None = None
+    """True: with the weight matrices (weight decay and the LARS trust ratio); False: with the
+    biases (neither); None: by its shape (weight matrices and kernels have ``ndim > 1``)."""
+
+
+@runtime_checkable
+class DeclaresGroupOptions(Protocol):
+    """A model that gives some of its parameters options of their own (the others get
+    ``GroupOptions()``)."""
+
+    def group_options(self, name: str, parameter: nn.Parameter) -> GroupOptions:
+        """The options of the parameter ``name`` (as ``named_parameters`` gives it)."""
+        ...
 
 
 @dataclass

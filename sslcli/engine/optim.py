@@ -1,16 +1,21 @@
 """Optimisers and learning-rate schedules for self-supervised pre-training.
 
 LARS as in SimCLR, solo-learn and lightly; biases and normalisation parameters go in a
-parameter group that skips weight decay and the LARS adaptation.
+parameter group that skips weight decay and the LARS adaptation. A model may give some of its
+parameters a learning rate of their own (``contract.DeclaresGroupOptions``): each group carries
+an ``"lr_scale"`` that the trainer multiplies the scheduled learning rate by, or the base one
+for a ``"fixed_lr"`` group (:func:`set_learning_rates`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 
 import torch
 
+from sslcli.engine.contract import DeclaresGroupOptions, GroupOptions
 from sslcli.errors import usage_error
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -79,26 +84,62 @@ class LARS(torch.optim.Optimizer):
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups of the trainable parameters: weight matrices and kernels (``ndim > 1``) with
+    """The trainable parameters in groups: weight matrices and kernels (``ndim > 1``) with
     ``weight_decay``; biases and normalisation parameters without decay and with
-    ``"lars_exclude": True``.
+    ``"lars_exclude": True``. A model with ``DeclaresGroupOptions`` moves parameters between
+    the two (``decay``) and splits them further by the options it gives them; every group has
+    its ``"lr_scale"`` and ``"fixed_lr"``.
 
-    Both groups are always present (possibly empty) so optimiser states stay loadable.
+    The two groups of the default options come first and are always present (possibly empty),
+    so optimiser states stay loadable.
     """
-    decay, no_decay = [], []
-    for param in model.parameters():
+    options = model.group_options if isinstance(model, DeclaresGroupOptions) else _no_options
+    shares: dict[tuple[bool, GroupOptions], list[torch.nn.Parameter]] = {
+        (True, GroupOptions()): [],
+        (False, GroupOptions()): [],
+    }
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim > 1 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
-    ]
+            shares.setdefault(_share(param, options(name, param)), []).append(param)
+    return [_group(params, decays, how, weight_decay) for (decays, how), params in shares.items()]
+
+
+def _no_options(name: str, parameter: torch.nn.Parameter) -> GroupOptions:
+    return GroupOptions()
+
+
+def _share(param: torch.nn.Parameter, options: GroupOptions) -> tuple[bool, GroupOptions]:
+    """Whether ``param`` decays, and its options with that decided (``decay`` left None)."""
+    decays = param.ndim > 1 if options.decay is None else options.decay
+    return decays, dataclasses.replace(options, decay=None)
+
+
+def _group(
+    params: list[torch.nn.Parameter], decays: bool, options: GroupOptions, weight_decay: float
+) -> dict:
+    return {
+        "params": params,
+        "weight_decay": weight_decay if decays else 0.0,
+        "lars_exclude": not decays,
+        "lr_scale": options.lr_scale,
+        "fixed_lr": options.fixed_lr,
+    }
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, scheduled: float, base: float) -> None:
+    """Each group's learning rate for a step whose schedule gives ``scheduled`` (``base``
+    before warm-up and decay): the group's ``"lr_scale"`` times ``base`` for a ``"fixed_lr"``
+    group, times ``scheduled`` for the others (a group without these keys: ``scheduled``)."""
+    for group in optimizer.param_groups:
+        rate = base if group.get("fixed_lr", False) else scheduled
+        group["lr"] = rate * group.get("lr_scale", 1.0)
 
 
 def make_optimizer(
     name: str, model: torch.nn.Module, lr: float, weight_decay: float, momentum: float = 0.9
 ) -> torch.optim.Optimizer:
-    """The optimiser ``name`` (one of ``OPTIMIZERS``) over ``parameter_groups(model)``."""
+    """The optimiser ``name`` (one of ``OPTIMIZERS``) over ``parameter_groups(model)``, each
+    group at ``lr`` times its ``"lr_scale"``."""
     if name not in OPTIMIZERS:
         raise usage_error(
             f"unknown optimizer {name!r}", f"known optimizers: {', '.join(OPTIMIZERS)}"
@@ -107,10 +148,13 @@ def make_optimizer(
     if not any(group["params"] for group in groups):
         raise usage_error("the model has no trainable parameters", "unfreeze part of the model")
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=False)
-    if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
-    return torch.optim.AdamW(groups, lr=lr)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=False)
+    elif name == "lars":
+        optimizer = LARS(groups, lr=lr, momentum=momentum)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+    set_learning_rates(optimizer, lr, lr)
+    return optimizer
 
 
 def warmup_cosine(

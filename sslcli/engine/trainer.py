@@ -29,7 +29,7 @@ from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run
 from sslcli.engine.collectives import all_reduce_sum
 from sslcli.engine.contract import Observer, StepOutput, Trainable
 from sslcli.engine.metrics_log import MetricsLog
-from sslcli.engine.optim import warmup_cosine
+from sslcli.engine.optim import set_learning_rates, warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
@@ -219,8 +219,7 @@ class Trainer:
                 lr = warmup_cosine(
                     self.step, schedule.total_steps, schedule.warmup_steps, schedule.base_lr
                 )
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rates(self.optimizer, lr, schedule.base_lr)
                 started = time.perf_counter()
                 following = self.step + 1 if self.step + 1 < schedule.total_steps else None
                 views = prefetcher.get(self.step, following)

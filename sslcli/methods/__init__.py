@@ -30,7 +30,8 @@ def simclr() -> type[SSLMethod]:
 @METHODS.register(
     "barlow",
     "Barlow Twins: 2 views, cross-correlation to the identity on the global batch, lambda "
-    "0.0051; LARS, lr 0.2 per 256, wd 1.5e-6, projector 8192-8192-8192",
+    "0.0051; LARS, lr 0.2 per 256 (biases and BatchNorm 0.0048), wd 1.5e-6, projector "
+    "8192-8192-8192",
 )
 def barlow() -> type[SSLMethod]:
     from sslcli.methods.barlow import BarlowTwins
@@ -52,7 +53,8 @@ def byol() -> type[SSLMethod]:
 @METHODS.register(
     "moco",
     "MoCo v3: 2 views, momentum encoder (0.99 -> 1), InfoNCE against the global batch's keys, "
-    "temperature 1.0; LARS, lr 0.3 per 256, wd 1.5e-6, projector 4096-256, predictor",
+    "temperature 1.0; LARS, lr 0.3 per 256, wd 1.5e-6, projector 4096-256 (BatchNorm on its "
+    "output), predictor 4096-256",
 )
 def moco() -> type[SSLMethod]:
     from sslcli.methods.moco import MoCo
@@ -62,8 +64,9 @@ def moco() -> type[SSLMethod]:
 
 @METHODS.register(
     "simsiam",
-    "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256, "
-    "wd 1e-4, projector 2048-2048-2048, predictor 512",
+    "SimSiam: 2 views, predictor and stop-gradient, no negatives; SGD, lr 0.05 per 256 (the "
+    "predictor's not decayed), wd 1e-4 on every parameter, projector 2048-2048-2048, "
+    "predictor 512",
 )
 def simsiam() -> type[SSLMethod]:
     from sslcli.methods.simsiam import SimSiam

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from sslcli.engine.collectives import gather
+from sslcli.engine.contract import GroupOptions
 from sslcli.methods.base import ProjectedPairMethod, TrainingDefaults
 from sslcli.models.heads import mlp
 
@@ -26,10 +27,24 @@ def barlow_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal: float = 0.0051
         return on + off_diagonal * off
 
 
+BIASES_LR_PER_256 = 0.0048
+"""The learning rate of biases and BatchNorm parameters per 256 images, where the weights
+take 0.2: the paper's "Implementation details" ("a learning rate of 0.2 for the weights and
+0.0048 for the biases and batch normalization parameters") and facebookresearch/barlowtwins
+main.py (``--learning-rate-weights 0.2``, ``--learning-rate-biases 0.0048``, both times the
+same warm-up and cosine schedule)."""
+
+
 class BarlowTwins(ProjectedPairMethod):
-    """Backbone, 3-layer projector (8192-8192-8192 in the paper), lambda 0.0051."""
+    """Backbone, 3-layer projector (8192-8192-8192 in the paper), lambda 0.0051.
+
+    Biases and BatchNorm parameters (ndim 1) train at 0.0048/0.2 = 0.024 of the learning rate,
+    with any optimiser and any ``--lr`` (the ratio is kept); like the official LARS they skip
+    weight decay and the LARS adaptation (the engine's default for them).
+    """
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1.5e-6)
+    biases_lr_scale = BIASES_LR_PER_256 / defaults.lr_per_256
 
     def __init__(
         self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192
@@ -38,3 +53,7 @@ class BarlowTwins(ProjectedPairMethod):
 
     def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return barlow_loss(z1, z2)
+
+    def group_options(self, name: str, parameter: nn.Parameter) -> GroupOptions:
+        """Official main.py puts ``param.ndim == 1`` in the biases' group."""
+        return GroupOptions(lr_scale=self.biases_lr_scale if parameter.ndim <= 1 else 1.0)

@@ -1,5 +1,11 @@
 """BYOL (Grill et al. 2020): an online network predicts a momentum target's projection of
-the other view; no negatives."""
+the other view; no negatives.
+
+The loss is the SUM of the two directions, l(p1, z2') + l(p2, z1'): the paper's symmetrised
+L + L~ (Sec. 3.1) and deepmind-research byol/byol_experiment.py ``loss_fn``, which adds the two
+``regression_loss`` terms before the mean over the batch. A mean of the two would halve the
+gradients, so the published learning rate and weight decay would act as other ones.
+"""
 
 from __future__ import annotations
 
@@ -37,4 +43,4 @@ class BYOL(MomentumTargetMethod):
         )
 
     def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return byol_loss(prediction, target) / 2  # the mean of the two directions
+        return byol_loss(prediction, target)

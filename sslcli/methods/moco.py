@@ -26,7 +26,14 @@ def moco_loss(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> 
 
 
 class MoCo(MomentumTargetMethod):
-    """Projector 4096-256 (3 layers), predictor 4096-256; momentum 0.99 -> 1; temperature 1.0."""
+    """Projector 4096-256 ending in a BatchNorm without affine parameters, predictor 4096-256
+    without it, no biases; momentum 0.99 -> 1; temperature 1.0.
+
+    The heads of the official ResNet recipe (facebookresearch/moco-v3 moco/builder.py,
+    ``MoCo_ResNet``: projector ``_build_mlp(2, ...)`` with ``last_bn=True``, predictor
+    ``_build_mlp(2, ..., last_bn=False)``, every Linear ``bias=False``); the 3-layer
+    projector is the ViT recipe's, and no backbone here is a ViT.
+    """
 
     defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.3, weight_decay=1.5e-6)
 
@@ -40,8 +47,8 @@ class MoCo(MomentumTargetMethod):
     ) -> None:
         super().__init__(
             backbone,
-            mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3),
-            mlp(projection_dim, hidden_dim, projection_dim),
+            mlp(backbone.out_dim, hidden_dim, projection_dim, last_bias=False, last_bn=True),
+            mlp(projection_dim, hidden_dim, projection_dim, last_bias=False),
             base_momentum,
         )
         self.temperature = temperature

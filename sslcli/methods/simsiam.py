@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcli.engine.contract import StepOutput
+from sslcli.engine.contract import GroupOptions, StepOutput
 from sslcli.methods.base import SSLMethod, TrainingDefaults, per_view
 from sslcli.models.heads import mlp
 
@@ -21,6 +21,14 @@ class SimSiam(SSLMethod):
     """Backbone, 3-layer projector (2048, BN on its output), 2-layer predictor (512 wide).
 
     ``predictor=False`` removes the predictor: the known way to make SimSiam collapse.
+
+    The optimiser follows facebookresearch/simsiam main_simsiam.py as its README runs it
+    (``--fix-pred-lr``): weight decay on every parameter, biases and BatchNorm included (one
+    SGD ``weight_decay`` over all of them; paper, Sec. 3 "Baseline settings"), and the
+    predictor at the base learning rate throughout while the schedule decays the rest
+    (``adjust_learning_rate``: ``fix_lr`` groups keep ``init_lr``; paper, Sec. 4.2 and
+    Table 1: a predictor whose lr is not decayed does a little better). Under this engine's
+    warm-up the predictor is not warmed up either.
     """
 
     defaults = TrainingDefaults(optimizer="sgd", lr_per_256=0.05, weight_decay=1e-4)
@@ -53,3 +61,6 @@ class SimSiam(SSLMethod):
                 negative_cosine(p1.float(), z2.float()) + negative_cosine(p2.float(), z1.float())
             ) / 2
         return StepOutput(loss, features[0].detach())
+
+    def group_options(self, name: str, parameter: nn.Parameter) -> GroupOptions:
+        return GroupOptions(fixed_lr=name.startswith("predictor."), decay=True)

@@ -5,8 +5,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Sequential:
-    """Linear-BN-ReLU blocks then a plain Linear (SimCLR's projection head for layers=2)."""
+def mlp(
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    layers: int = 2,
+    last_bias: bool = True,
+    last_bn: bool = False,
+) -> nn.Sequential:
+    """Linear-BN-ReLU blocks then a plain Linear (SimCLR's projection head for layers=2).
+
+    ``last_bias=False`` drops the last Linear's bias; ``last_bn=True`` ends the head with a
+    BatchNorm without affine parameters (MoCo v3's ``_build_mlp(..., last_bn=True)``).
+    """
     blocks: list[nn.Module] = []
     width = in_dim
     for _ in range(layers - 1):
@@ -16,5 +27,7 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Seque
             nn.ReLU(True),
         ]
         width = hidden_dim
-    blocks.append(nn.Linear(width, out_dim))
+    blocks.append(nn.Linear(width, out_dim, bias=last_bias))
+    if last_bn:
+        blocks.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*blocks)

@@ -6,12 +6,14 @@ import math
 import pytest
 import torch
 
+from sslcli.engine.contract import GroupOptions
 from sslcli.engine.optim import (
     LARS,
     OPTIMIZERS,
     make_optimizer,
     parameter_groups,
     scaled_lr,
+    set_learning_rates,
     warmup_cosine,
 )
 from sslcli.errors import SSLError
@@ -115,6 +117,68 @@ def test_parameter_groups_keep_biases_and_norm_parameters_out_of_decay() -> None
         id(batch_norm.bias),
         id(linear.bias),
     }
+
+
+class _SlowBiases(torch.nn.Sequential):
+    """Declares its own options: the biases train at a tenth of the learning rate."""
+
+    def group_options(self, name: str, parameter: torch.nn.Parameter) -> GroupOptions:
+        return GroupOptions(lr_scale=0.1 if name.endswith("bias") else 1.0)
+
+
+def test_a_model_declaring_options_gets_groups_of_its_own_at_their_learning_rate() -> None:
+    model = _SlowBiases(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    linear, batch_norm = model[0], model[1]
+    groups = parameter_groups(model, 0.05)
+    # the two default groups first, then the declared one (no decay: its members are 1-d)
+    assert [[id(p) for p in group["params"]] for group in groups] == [
+        [id(linear.weight)],
+        [id(batch_norm.weight)],
+        [id(linear.bias), id(batch_norm.bias)],
+    ]
+    assert [group["lr_scale"] for group in groups] == [1.0, 1.0, 0.1]
+    assert [group["weight_decay"] for group in groups] == [0.05, 0.0, 0.0]
+    assert [group["lars_exclude"] for group in groups] == [False, True, True]
+
+    optimizer = make_optimizer("lars", model, lr=0.2, weight_decay=0.05)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.2, 0.2, 0.02])
+    set_learning_rates(optimizer, 0.5, 2.0)  # what the trainer does at each step
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.5, 0.5, 0.05])
+
+
+class _DecayedFixedHead(torch.nn.Module):
+    """Declares every parameter decayed, and the head's at a fixed learning rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+        self.head = torch.nn.Linear(3, 2)
+
+    def group_options(self, name: str, parameter: torch.nn.Parameter) -> GroupOptions:
+        return GroupOptions(fixed_lr=name.startswith("head."), decay=True)
+
+
+def test_declared_decay_and_fixed_learning_rate_shape_the_groups() -> None:
+    model = _DecayedFixedHead()
+    groups = parameter_groups(model, 0.05)
+    assert [[id(p) for p in group["params"]] for group in groups] == [
+        [id(p) for p in model.body.parameters()],  # the biases and BatchNorm decay too
+        [],
+        [id(p) for p in model.head.parameters()],
+    ]
+    assert [group["weight_decay"] for group in groups] == [0.05, 0.0, 0.05]
+    assert [group["lars_exclude"] for group in groups] == [False, True, False]
+    assert [group["fixed_lr"] for group in groups] == [False, False, True]
+
+    optimizer = make_optimizer("sgd", model, lr=0.2, weight_decay=0.05)
+    set_learning_rates(optimizer, 0.1, 0.2)  # half-way down the cosine
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.1, 0.1, 0.2])
+
+
+def test_set_learning_rates_takes_a_group_without_options_at_the_scheduled_rate() -> None:
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    set_learning_rates(optimizer, 0.3, 0.5)
+    assert optimizer.param_groups[0]["lr"] == 0.3
 
 
 @pytest.mark.parametrize(

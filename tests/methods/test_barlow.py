@@ -1,9 +1,18 @@
+import copy
+from pathlib import Path
+
 import pytest
 import torch
 
 from sslcli.methods.barlow import BarlowTwins, barlow_loss
 from sslcli.models.tiny_cnn import TinyCNN
-from tests.methods.training import losses_over_steps
+from tests.methods.training import (
+    assert_close_by_name,
+    fit_with_trainer,
+    losses_over_steps,
+    noisy_views,
+    official_first_lars_step,
+)
 
 
 def _readable_barlow(z1: torch.Tensor, z2: torch.Tensor, lam: float = 0.0051) -> float:
@@ -42,3 +51,25 @@ def test_barlow_trains_a_tiny_cnn_a_few_steps_and_lowers_the_loss() -> None:
         BarlowTwins(TinyCNN(width=8), hidden_dim=32, projection_dim=16), lr=0.01
     )
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_a_lars_step_trains_biases_and_batchnorm_at_0_0048_per_256(tmp_path: Path) -> None:
+    """Barlow Twins' recipe (paper, "Implementation details"; barlowtwins main.py,
+    --learning-rate-weights 0.2, --learning-rate-biases 0.0048): the weights at 0.2 x B/256,
+    biases and BatchNorm parameters at 0.0048 x B/256, one step of the Trainer on LARS."""
+    torch.manual_seed(0)
+    method = BarlowTwins(TinyCNN(width=4), hidden_dim=16, projection_dim=8)
+    views = noisy_views(batch=32)
+    before = copy.deepcopy(method)
+    before(views).loss.backward()
+
+    weights_lr, biases_lr = 0.2 * 32 / 256, 0.0048 * 32 / 256
+    fit_with_trainer(method, "lars", weights_lr, 1.5e-6, views, tmp_path)
+
+    expected = {
+        name: official_first_lars_step(
+            start.detach(), start.grad, biases_lr if start.ndim == 1 else weights_lr, 1.5e-6
+        )
+        for name, start in before.named_parameters()
+    }
+    assert_close_by_name(dict(method.named_parameters()), expected)

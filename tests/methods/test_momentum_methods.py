@@ -1,12 +1,22 @@
+import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from sslcli.engine.contract import Logged, Observer, StepOutput
 from sslcli.methods.byol import BYOL, byol_loss
 from sslcli.methods.moco import MoCo, moco_loss
 from sslcli.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.training import (
+    assert_close_by_name,
+    fit_with_trainer,
+    noisy_views,
+    official_first_lars_step,
+)
 
 
 def test_cosine_momentum_rises_from_base_to_one() -> None:
@@ -42,6 +52,30 @@ def test_byol_loss_is_two_minus_twice_the_cosine() -> None:
     assert byol_loss(p, t).item() == pytest.approx((2 - 0 + 2 - 2) / 2)
 
 
+def _regression_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """deepmind-research byol/utils/helpers.py ``regression_loss``: ||x/|x| - y/|y|||^2 per
+    sample, which is 2 - 2 cos(x, y)."""
+    return (F.normalize(x, dim=-1) - F.normalize(y, dim=-1)).pow(2).sum(dim=-1)
+
+
+def _byol_loss_by_the_paper(method: BYOL, views: list[torch.Tensor]) -> torch.Tensor:
+    """BYOL's loss (paper, Sec. 3.1: L + L~; byol_experiment.py ``loss_fn``): the regression
+    loss of view 1's prediction to view 2's target projection PLUS that of view 2's to view
+    1's, averaged over the batch."""
+    p1, p2 = (method.predictor(method.projector(method.backbone(view))) for view in views)
+    with torch.no_grad():
+        t1, t2 = (method.target_projector(method.target_backbone(view)) for view in views)
+    return (_regression_loss(p1, t2) + _regression_loss(p2, t1)).mean()
+
+
+def test_byol_sums_the_losses_of_its_two_directions() -> None:
+    torch.manual_seed(0)
+    method = BYOL(TinyCNN(width=8), hidden_dim=32, projection_dim=16)
+    views = noisy_views()
+    expected = _byol_loss_by_the_paper(copy.deepcopy(method), views).item()
+    assert method(views).loss.item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_moco_loss_matches_the_readable_infonce() -> None:
     generator = torch.Generator().manual_seed(0)
     q, k = torch.randn(5, 4, generator=generator), torch.randn(5, 4, generator=generator)
@@ -53,26 +87,98 @@ def test_moco_loss_matches_the_readable_infonce() -> None:
     assert moco_loss(q, k, 0.2).item() == pytest.approx(expected / 5 * 2 * 0.2, rel=1e-5)
 
 
-@pytest.mark.parametrize("make", [BYOL, MoCo])
-def test_a_momentum_method_trains_and_its_target_follows(make) -> None:
+def _official_moco_mlp(
+    num_layers: int, input_dim: int, mlp_dim: int, output_dim: int, last_bn: bool = True
+) -> torch.nn.Sequential:
+    """``MoCo._build_mlp`` of facebookresearch/moco-v3 moco/builder.py, transcribed."""
+    layers: list[torch.nn.Module] = []
+    for index in range(num_layers):
+        dim1 = input_dim if index == 0 else mlp_dim
+        dim2 = output_dim if index == num_layers - 1 else mlp_dim
+        layers.append(torch.nn.Linear(dim1, dim2, bias=False))
+        if index < num_layers - 1:
+            layers += [torch.nn.BatchNorm1d(dim2), torch.nn.ReLU(inplace=True)]
+        elif last_bn:
+            layers.append(torch.nn.BatchNorm1d(dim2, affine=False))
+    return torch.nn.Sequential(*layers)
+
+
+def test_moco_heads_are_those_of_the_official_resnet_recipe() -> None:
+    """moco-v3 builder.py, MoCo_ResNet: projector ``_build_mlp(2, ...)`` ending in a
+    BatchNorm without affine parameters, predictor ``_build_mlp(2, ..., False)``; no biases."""
+    backbone = TinyCNN(width=8)
+    method = MoCo(backbone, hidden_dim=32, projection_dim=16)
+    assert repr(method.projector) == repr(_official_moco_mlp(2, backbone.out_dim, 32, 16))
+    assert repr(method.predictor) == repr(_official_moco_mlp(2, 16, 32, 16, last_bn=False))
+    assert repr(method.target_projector) == repr(method.projector)
+
+
+def _moco_loss_by_the_paper(method: MoCo, views: list[torch.Tensor]) -> torch.Tensor:
+    """MoCo v3's loss (facebookresearch/moco-v3 moco/builder.py ``forward``):
+    ``contrastive_loss(q1, k2) + contrastive_loss(q2, k1)``, each the cross-entropy of the
+    normalised queries' scores against the normalised keys over T, times 2T."""
+    q1, q2 = (method.predictor(method.projector(method.backbone(view))) for view in views)
+    with torch.no_grad():
+        k1, k2 = (method.target_projector(method.target_backbone(view)) for view in views)
+
+    def contrastive(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).T / method.temperature
+        return F.cross_entropy(logits, torch.arange(len(q))) * 2 * method.temperature
+
+    return contrastive(q1, k2) + contrastive(q2, k1)
+
+
+class _AfterEachStep(Observer):
+    """The module's parameters (online and target) after each step's update and EMA."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.parameters: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_log(self, step: int, output: StepOutput) -> Logged:
+        named = self.module.named_parameters()
+        self.parameters[step] = {name: p.detach().clone() for name, p in named}
+        return Logged()
+
+
+@pytest.mark.parametrize(
+    ("make", "paper_loss", "base_momentum"),
+    [
+        pytest.param(BYOL, _byol_loss_by_the_paper, 0.996, id="byol"),
+        pytest.param(MoCo, _moco_loss_by_the_paper, 0.99, id="moco"),
+    ],
+)
+def test_a_trainer_step_is_the_papers_loss_a_lars_step_and_the_scheduled_ema(
+    tmp_path: Path, make, paper_loss, base_momentum: float
+) -> None:
+    """The first of 4 steps of the Trainer (LARS, no warm-up: the base lr): the loss is the
+    paper's on the initial weights, the online network takes the official LARS step on its
+    gradient, and the target becomes m x target + (1 - m) x the updated online network with
+    the cosine momentum after 1 of 4 steps, m = 1 - (1 - m0) (cos(pi / 4) + 1) / 2 (BYOL,
+    Sec. 3.1; moco-v3 main_moco.py ``adjust_moco_momentum``)."""
     torch.manual_seed(0)
-    method = make(TinyCNN(width=8), hidden_dim=32, projection_dim=16)
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
-    images = torch.rand(16, 3, 16, 16)
-    views = [images + 0.05 * torch.randn_like(images), images.flip(-1)]
-    target_before = [p.clone() for p in method.target_backbone.parameters()]
-    losses = []
-    for step in range(10):
-        output = method(views)
-        losses.append(output.loss.item())
-        output.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        method.after_step((step + 1) / 100)
-    assert losses[-1] < losses[0]
-    moved = [
-        not torch.equal(a, b)
-        for a, b in zip(target_before, method.target_backbone.parameters(), strict=True)
-    ]
-    assert any(moved)
-    assert all(p.grad is None for p in method.target_backbone.parameters())
+    method = make(TinyCNN(width=4), hidden_dim=16, projection_dim=8)
+    views = noisy_views(batch=32)
+    start = copy.deepcopy(method)
+    loss = paper_loss(start, views)
+    loss.backward()
+    lr, weight_decay, steps = 0.3, 1.5e-6, 4
+
+    after = _AfterEachStep(method)
+    records = fit_with_trainer(method, "lars", lr, weight_decay, views, tmp_path, steps, [after])
+
+    assert records[0]["step"] == 1 and records[0]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    online = {
+        name: official_first_lars_step(p.detach(), p.grad, lr, weight_decay)
+        for name, p in start.named_parameters()
+        if p.requires_grad
+    }
+    momentum = 1 - (1 - base_momentum) * (math.cos(math.pi / steps) + 1) / 2
+    target = {
+        name: momentum * p.detach() + (1 - momentum) * online[name.removeprefix("target_")]
+        for name, p in start.named_parameters()
+        if not p.requires_grad
+    }
+    assert target and all(name.startswith("target_") for name in target)
+    assert_close_by_name(after.parameters[1], online | target)
+    assert all(p.grad is None for p in method.parameters() if not p.requires_grad)

@@ -1,4 +1,6 @@
+import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.methods.simsiam import SimSiam, negative_cosine
 from sslcli.models.tiny_cnn import TinyCNN
 from sslcli.training.observers import CollapseWatch
+from tests.methods.training import assert_close_by_name, fit_with_trainer, noisy_views
 
 
 def test_negative_cosine_and_its_stop_gradient() -> None:
@@ -49,3 +52,45 @@ def test_without_its_predictor_simsiam_finds_the_trivial_solution(tmp_path: Path
     without = _final_metrics(tmp_path / "without", predictor=False)
     assert without["loss"] < -0.8 < with_predictor["loss"]
     assert without["effective_rank"] < with_predictor["effective_rank"]
+
+
+def _official_training(
+    method: SimSiam, views: list[torch.Tensor], init_lr: float, weight_decay: float, steps: int
+) -> dict[str, torch.Tensor]:
+    """facebookresearch/simsiam main_simsiam.py with ``--fix-pred-lr`` (its README's
+    command), one step per epoch: SGD with momentum 0.9 and ``weight_decay`` on EVERY
+    parameter, the encoder's in a group at init_lr x 0.5 (1 + cos(pi epoch / epochs)), the
+    predictor's (``fix_lr``) at init_lr throughout (``adjust_learning_rate``)."""
+    encoder = [p for name, p in method.named_parameters() if not name.startswith("predictor.")]
+    groups = [
+        {"params": encoder, "fix_lr": False},
+        {"params": list(method.predictor.parameters()), "fix_lr": True},
+    ]
+    optimizer = torch.optim.SGD(groups, init_lr, momentum=0.9, weight_decay=weight_decay)
+    for epoch in range(steps):
+        cur_lr = init_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / steps))
+        for group in optimizer.param_groups:
+            group["lr"] = init_lr if group["fix_lr"] else cur_lr
+        loss = method(views).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {name: p.detach() for name, p in method.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("steps", "weight_decay"),
+    [(1, 0.05), (2, 0.0)],
+    # one step: the learning rates agree, the weight decay of biases and BatchNorm shows;
+    # two without decay: the predictor keeps the base rate while the cosine halves the others'
+    ids=["every-parameter-decays", "the-predictor-keeps-the-base-lr"],
+)
+def test_the_trainer_trains_simsiam_as_the_official_recipe(
+    tmp_path: Path, steps: int, weight_decay: float
+) -> None:
+    torch.manual_seed(0)
+    method = SimSiam(TinyCNN(width=4), hidden_dim=16, projection_dim=16, predictor_dim=8)
+    views = noisy_views(batch=32)
+    expected = _official_training(copy.deepcopy(method), views, 0.5, weight_decay, steps)
+    fit_with_trainer(method, "sgd", 0.5, weight_decay, views, tmp_path, steps)
+    assert_close_by_name(dict(method.named_parameters()), expected)
