@@ -144,11 +144,24 @@ class Trainer:
                 "steps of this run's schedule",
                 "give more epochs to continue it",
             )
-        self.module.load_state_dict(checkpoint.weights)
+        older = "was it written by another version of sslcli?"
+        try:
+            self.module.load_state_dict(checkpoint.weights)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise usage_error(
+                f"the weights in {checkpoint_path} do not fit this run's model: {first}", older
+            ) from None
         # the moments come from the checkpoint, the hyper-parameters from this run's settings
         # (a resumed run may change its weight decay, say)
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:
+            raise usage_error(
+                f"the optimiser state in {checkpoint_path} does not fit this run's ({error})",
+                older,
+            ) from None
         for group, settings in zip(self.optimizer.param_groups, hyper, strict=True):
             group.update(settings)
         self.scaler.load_state_dict(state["scaler"])

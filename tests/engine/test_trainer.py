@@ -105,3 +105,28 @@ def test_a_run_that_diverges_before_any_checkpoint_says_so(tmp_path: Path) -> No
         trainer.fit(_views)
     assert "no checkpoint" in raised.value.hint
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_or_optimiser_is_refused_clearly(
+    tmp_path: Path,
+) -> None:
+    class Wider(Runaway):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extra = nn.Parameter(torch.zeros(3))
+
+    short = Schedule(steps_per_epoch=2, epochs=1, warmup_steps=0, base_lr=LR, global_batch=4,
+                     checkpoint_every=1)  # fmt: skip
+    runtime = make_runtime("cpu", "fp32", 0)
+    sgd = lambda model: torch.optim.SGD(model.parameters(), lr=LR)  # noqa: E731
+    Trainer(runtime, Runaway(), sgd, short, tmp_path, {}, ()).fit(_views)
+    checkpoint = resolve_resume(tmp_path)
+    with pytest.raises(SSLError, match="do not fit this run's model") as raised:
+        Trainer(runtime, Wider(), sgd, short, tmp_path / "b", {}, ()).resume(checkpoint)
+    assert raised.value.exit_code == 2
+
+    def two_groups(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD([{"params": [model.w]}, {"params": []}], lr=LR)
+
+    with pytest.raises(SSLError, match="optimiser state does not fit"):
+        Trainer(runtime, Runaway(), two_groups, short, tmp_path / "c", {}, ()).resume(checkpoint)
