@@ -86,3 +86,15 @@ def latent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(app, ["train-latent", str(digits), *options])
     assert result.exit_code == 0, result.output
     return work / "run"
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Commands run in this process with --threads change torch's thread count for the rest of
+    the process; a later test comparing against a subprocess (torch's default) would then
+    compare different summation orders."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -128,5 +128,5 @@ def test_a_checkpoint_that_does_not_fit_the_model_or_optimiser_is_refused_clearl
     def two_groups(model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD([{"params": [model.w]}, {"params": []}], lr=LR)
 
-    with pytest.raises(SSLError, match="the optimiser state in .* does not fit this run"):
+    with pytest.raises(SSLError, match=r"the optimiser state in .* does not fit this run"):
         Trainer(runtime, Runaway(), two_groups, short, tmp_path / "c", {}, ()).resume(checkpoint)
