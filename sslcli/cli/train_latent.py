@@ -31,6 +31,7 @@ from sslcli.cli.training import (
     Size,
     SmallImages,
     StopOnCollapse,
+    StoreSize,
     WarmupEpochs,
     WeightDecay,
     given,
@@ -129,6 +130,7 @@ def train_latent(
     online_probe: OnlineProbe = False,
     checkpoint_every: CheckpointEvery = 0,
     cache_dir: CacheDir = None,
+    store_size: StoreSize = None,
     stop_on_collapse: StopOnCollapse = False,
     strict: Strict = False,
     as_json: AsJson = False,
@@ -189,6 +191,7 @@ def train_latent(
         stop_on_collapse=stop_on_collapse,
         strict=strict,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        store_size=store_size,
         init=None if init is None else str(init),
         explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )

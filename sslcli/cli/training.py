@@ -27,8 +27,15 @@ Data = Annotated[
 
 Backbone = Annotated[str, typer.Option(help="Encoder: resnet18, resnet50, tiny-cnn, small-cnn.")]
 
-Size = Annotated[
-    int, typer.Option(help="Training resolution in pixels (images are decoded once to it).")
+Size = Annotated[int, typer.Option(help="Training resolution in pixels: the side of a view.")]
+
+StoreSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Shorter side images are stored at, decoded once (never enlarged, aspect kept); "
+        "views are cut from the whole stored image \\[default: 8/7 x --size, 256 for 224].",
+        show_default=False,
+    ),
 ]
 
 SmallImages = Annotated[

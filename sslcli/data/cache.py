@@ -1,9 +1,10 @@
-"""Decode each image once, at the training resolution, into a memory-mapped cache on disk.
+"""Square images at one resolution, for evaluation and embedding, memory-mapped from disk.
 
-Decoding JPEGs every epoch costs more than a small model's forward pass, so the pixels are
-stored as one uint8 ``.npy`` per (file list, size) and memory-mapped by every later epoch and
-run. The cache key covers each file's resolved path, size and modification time, so an edited,
-added or removed image gives a new cache file. A sidecar ``-meta.json`` records which images
+The images come from the image store (``data.store``: each file decoded once, then kept
+compressed); here each is resized so its shorter side is ``size`` and centre-cropped, the
+pixels a kNN evaluation or an embedding reads many times, as one uint8 ``.npy`` per (file
+list, size). The key covers each file's resolved path, size and modification time, so an
+edited, added or removed image gives a new cache file. A sidecar ``-meta.json`` records which images
 decoded and why the others did not; it is written before the ``.npy`` is renamed into place,
 so an existing ``.npy`` always has its metadata beside it.
 """
@@ -13,20 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from sslcli.data.images import load_image, to_rgb
+from sslcli.data.images import to_rgb
+from sslcli.data.store import StoredImages, default_store_size, open_store
+from sslcli.data.threads import ordered_map
 from sslcli.engine.atomic import atomic_file, write_text_atomic
 from sslcli.errors import SSLError, usage_error
 
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
 """Part of the key: bump it when the stored pixels change for the same files and size."""
 
 
@@ -70,14 +71,17 @@ def decode_once(
     cache_dir: Path,
     strict: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    store_size: int | None = None,
 ) -> DecodedImages:
-    """Pixels of ``paths`` at ``size`` x ``size``, from the cache or decoded into it.
+    """Pixels of ``paths`` at ``size`` x ``size``, from the cache or made from the image store
+    (at ``store_size``, by default ``default_store_size(size)``).
 
     A cache hit decodes nothing and reports no progress. Otherwise ``on_progress(1)`` follows
-    each image; an image that fails to decode raises when ``strict``, else it is skipped and
-    listed in ``failures``. A damaged cache file is rebuilt.
+    each image the store encodes; an image that fails to decode raises when ``strict``, else
+    it is skipped and listed in ``failures``. A damaged cache file is rebuilt.
     """
-    key = _cache_key(paths, size)
+    store_size = store_size or default_store_size(size)
+    key = _cache_key(paths, size, store_size)
     cache_file = cache_dir / f"{key[:24]}-{size}px.npy"
     meta_file = cache_dir / f"{key[:24]}-{size}px-meta.json"
     if cache_file.exists() and meta_file.exists():
@@ -89,8 +93,9 @@ def decode_once(
             if strict and cached.failures:
                 raise cached.failures[0]  # as the first decode would have with --strict
             return cached
+    stored = open_store(paths, store_size, cache_dir, strict, on_progress)
     try:
-        _build(paths, size, cache_file, meta_file, strict, on_progress)
+        _build(stored, len(paths), size, cache_file, meta_file)
     except OSError as error:
         raise usage_error(
             f"cannot write the image cache in {cache_dir}: {error}",
@@ -99,8 +104,8 @@ def decode_once(
     return _open(cache_file, meta_file, len(paths), size)
 
 
-def _cache_key(paths: Sequence[Path], size: int) -> str:
-    digest = hashlib.sha256(f"sslcli-images-v{_FORMAT_VERSION}\0{size}\n".encode())
+def _cache_key(paths: Sequence[Path], size: int, store_size: int) -> str:
+    digest = hashlib.sha256(f"sslcli-images-v{_FORMAT_VERSION}\0{size}\0{store_size}\n".encode())
     for path in paths:
         try:
             stat = path.stat()
@@ -111,71 +116,34 @@ def _cache_key(paths: Sequence[Path], size: int) -> str:
     return digest.hexdigest()
 
 
-def _build(
-    paths: Sequence[Path],
-    size: int,
-    cache_file: Path,
-    meta_file: Path,
-    strict: bool,
-    on_progress: Callable[[int], None] | None,
-) -> None:
-    """Decode into a memory-mapped file so memory stays bounded however many images there are.
+def _build(stored: StoredImages, count: int, size: int, cache_file: Path, meta_file: Path) -> None:
+    """Resize into a memory-mapped file so memory stays bounded however many images there are.
 
-    The file has a row per input path; decoded images fill the first rows in order, and rows
-    left over by failures stay zero and are never read (``_open`` keeps ``len(kept)`` rows).
+    The file has a row per input path; the stored images fill the first rows in order, and
+    rows left over by failures stay zero and are never read (``_open`` keeps ``len(kept)``).
     """
-    kept: list[int] = []
-    failures: list[SSLError] = []
     with atomic_file(cache_file) as temporary:
         pixels = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
+            temporary, mode="w+", dtype=np.uint8, shape=(count, size, size, 3)
         )
-        for index, decoded in enumerate(_decode_in_threads(paths, size)):
-            if isinstance(decoded, SSLError):
-                if strict:
-                    raise decoded
-                failures.append(decoded)
-            else:
-                pixels[len(kept)] = decoded
-                kept.append(index)
-            if on_progress is not None:
-                on_progress(1)
-        if not kept:
-            raise usage_error(
-                f"none of the {len(paths)} images could be decoded",
-                f"first failure: {failures[0]}" if failures else "give at least one image",
-            )
+        for row, square in enumerate(_squares(stored, size)):
+            pixels[row] = square
         pixels.flush()
         del pixels
         meta = {
-            "kept": kept,
-            "failures": [{"message": f.message, "hint": f.hint} for f in failures],
+            "kept": stored.kept,
+            "failures": [{"message": f.message, "hint": f.hint} for f in stored.failures],
         }
         write_text_atomic(meta_file, json.dumps(meta))
 
 
-DECODE_WINDOW = 64
-"""Images decoded ahead of the one being stored: bounds memory whatever the folder's size."""
+def _squares(stored: StoredImages, size: int) -> Iterator[np.ndarray]:
+    """Each stored image as a ``size`` square, in order."""
 
+    def square(index: int) -> np.ndarray:
+        return square_resize(Image.fromarray(stored.pixels(index)), size)
 
-def _decode(path: Path, size: int) -> np.ndarray | SSLError:
-    try:
-        return square_resize(load_image(path, shortest=size), size)
-    except SSLError as failure:
-        return failure
-
-
-def _decode_in_threads(paths: Sequence[Path], size: int) -> Iterator[np.ndarray | SSLError]:
-    """Each path's pixels (or why it failed), in order, decoded by one thread per core (PIL
-    releases the GIL while it decodes and resizes)."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        pending: deque[Future] = deque()
-        for path in paths:
-            pending.append(pool.submit(_decode, path, size))
-            if len(pending) >= DECODE_WINDOW:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return ordered_map(square, range(len(stored)))
 
 
 def _open(cache_file: Path, meta_file: Path, count: int, size: int) -> DecodedImages:

@@ -54,6 +54,7 @@ RESUME_KEYS = (
     "backbone",
     "small_images",
     "size",
+    "store_size",
     "preset",
     "view_changes",
     "batch_size",
@@ -101,6 +102,8 @@ class TrainingRequest:
     strict: bool
     cache_dir: str | None
     """Where decoded images are cached; None: the user's cache folder."""
+    store_size: int | None = None
+    """The image store's shorter side; None: ``default_store_size(size)``."""
     init: str | None = None
     """A trained encoder (run, checkpoint or encoder folder) the backbone starts from."""
     explicit: frozenset[str] = frozenset()
@@ -115,6 +118,8 @@ class TrainingConfig:
     method: str
     backbone: str
     size: int
+    store_size: int
+    """The shorter side images are stored at (never enlarged); views are cut from them."""
     small_images: bool
     preset: str
     epochs: int
@@ -167,6 +172,12 @@ def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingReq
             values[name] = saved[name] | getattr(request, name)
         elif name in request.explicit:
             values[name] = getattr(request, name)
+        elif name not in saved:
+            raise usage_error(
+                f"the run was trained by an earlier version of sslcli, without the {name} "
+                "setting: resuming it would not continue the same training",
+                "start a new run from its encoder with --init RUN (the weights carry over)",
+            )
         else:
             values[name] = saved[name]
     return TrainingRequest(**values)
@@ -186,6 +197,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     from sslcli.augment.presets import PRESETS
     from sslcli.data.cache import default_cache_dir
     from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.data.store import default_store_size
     from sslcli.engine.optim import OPTIMIZERS, scaled_lr
     from sslcli.methods import METHODS
     from sslcli.models.backbones import BACKBONES
@@ -227,6 +239,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         ("--knn-every", request.knn_every, 1),
         ("--checkpoint-every", request.checkpoint_every, 0),
         ("--size", request.size, 8),
+        ("--store-size", request.store_size or 1, 1),
     ):
         if value < least:
             raise usage_error(f"{flag} must be {least} or more, got {value}")
@@ -237,6 +250,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         method=request.method,
         backbone=request.backbone,
         size=request.size,
+        store_size=request.store_size or default_store_size(request.size),
         small_images=request.size <= 64 if small is None else small,
         preset=request.preset,
         epochs=request.epochs,

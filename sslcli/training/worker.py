@@ -12,6 +12,8 @@ import torch
 from sslcli.errors import SSLError, runtime_error, usage_error
 
 if TYPE_CHECKING:
+    from sslcli.data.folder import ImageFolder
+    from sslcli.data.store import StoredImages
     from sslcli.engine.contract import Observer
     from sslcli.engine.runtime import Runtime
     from sslcli.engine.trainer import Diverged
@@ -31,11 +33,9 @@ def train_worker(
     import torch.distributed as dist
 
     from sslcli.augment.presets import PRESETS, customise
-    from sslcli.data.cache import decode_once
     from sslcli.data.folder import scan_image_folder
     from sslcli.engine.atomic import write_failure
     from sslcli.engine.optim import make_optimizer
-    from sslcli.engine.progress import progress_bar
     from sslcli.engine.runtime import set_threads
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
@@ -43,27 +43,18 @@ def train_worker(
     from sslcli.models.backbones import BACKBONES
     from sslcli.runs.layout import versioned, write_result
     from sslcli.training.config import RESUME_KEYS
-    from sslcli.training.observers import (
-        CollapseWatch,
-        EpochEvaluation,
-        LabelledImages,
-        ProbeTraining,
-    )
+    from sslcli.training.observers import CollapseWatch, EpochEvaluation, ProbeTraining
     from sslcli.training.views import ViewBatches
 
     used_threads = set_threads(threads)
     folder = scan_image_folder(Path(config.data))
     if runtime.distributed and not runtime.is_main:
-        dist.barrier()  # let rank 0 build the cache first
-    # transient: a cache hit decodes nothing, and a bar left at 0 would mislead
+        dist.barrier()  # let rank 0 build the store (and the kNN pixels) first
     showing = runtime.is_main
-    with progress_bar("decode", len(folder.paths), "img", showing, transient=True) as bar:
-        decoded = decode_once(
-            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
-        )
+    stored, training = _training_images(folder, config, showing)
     if runtime.distributed and runtime.is_main:
         dist.barrier()
-    count = len(decoded.kept)
+    count = len(stored.kept)
     if count < config.batch_size:
         raise usage_error(
             f"{count} usable image(s) in {config.data}, "
@@ -72,7 +63,7 @@ def train_worker(
         )
     labels = None
     if folder.labels is not None:
-        labels = torch.tensor([folder.labels[i] for i in decoded.kept])
+        labels = torch.tensor([folder.labels[i] for i in stored.kept])
     elif config.online_probe:
         raise usage_error(
             f"--online-probe needs labels: {config.data} has no class sub-folders",
@@ -95,7 +86,7 @@ def train_worker(
     )
     changes = {"size": config.size, **config.view_changes}
     preset = customise(PRESETS.create(config.preset), changes, {})
-    batches = ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+    batches = ViewBatches(stored, config, preset, runtime, steps_per_epoch)
     probe = None
     if labels is not None and config.online_probe:
         probe = OnlineProbe(
@@ -107,7 +98,6 @@ def train_worker(
     observers: list[Observer] = [CollapseWatch(runtime.is_main, config.stop_on_collapse)]
     if probe is not None:
         observers.append(ProbeTraining(probe))
-    training = LabelledImages(decoded.pixels, labels) if labels is not None else None
     evaluation = _evaluation_images(config, folder.classes, showing) or training
     if evaluation is not None:
         reference = training if evaluation is not training else None
@@ -115,7 +105,7 @@ def train_worker(
         observers.append(
             EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
         )
-    images = _fingerprint(folder.paths, decoded.kept, Path(config.data))
+    images = _fingerprint(folder.paths, stored.kept, Path(config.data))
     trainer = Trainer(
         runtime,
         method,
@@ -168,6 +158,29 @@ def _with_advice(error: Diverged, config: TrainingConfig, run_dir: Path) -> SSLE
     return runtime_error(error.message, f"{error.hint}; {advice}")
 
 
+def _training_images(
+    folder: ImageFolder, config: TrainingConfig, showing: bool
+) -> tuple[StoredImages, LabelledImages | None]:
+    """The training folder in the image store and, when it is labelled, its images at the
+    training resolution for the kNN evaluation (both built by the first process to ask)."""
+    from sslcli.data.cache import decode_once
+    from sslcli.data.store import open_store
+    from sslcli.engine.progress import progress_bar
+    from sslcli.training.observers import LabelledImages
+
+    cache_dir = Path(config.cache_dir)
+    # transient: a store that has every image encodes nothing, and a bar left at 0 would mislead
+    with progress_bar("store", len(folder.paths), "img", showing, transient=True) as bar:
+        stored = open_store(folder.paths, config.store_size, cache_dir, config.strict, bar.advance)
+    if folder.labels is None:
+        return stored, None
+    pixels = decode_once(
+        folder.paths, config.size, cache_dir, config.strict, None, config.store_size
+    )
+    labels = torch.tensor([folder.labels[i] for i in pixels.kept])
+    return stored, LabelledImages(pixels.pixels, labels)
+
+
 def _evaluation_images(
     config: TrainingConfig, classes: list[str], decoding: bool
 ) -> LabelledImages | None:
@@ -195,9 +208,14 @@ def _evaluation_images(
     index = {name: i for i, name in enumerate(classes or folder.classes)}
     if not decoding:
         return None
-    with progress_bar("decode eval", len(folder.paths), "img", True, transient=True) as bar:
+    with progress_bar("store eval", len(folder.paths), "img", True, transient=True) as bar:
         decoded = decode_once(
-            folder.paths, config.size, Path(config.cache_dir), config.strict, bar.advance
+            folder.paths,
+            config.size,
+            Path(config.cache_dir),
+            config.strict,
+            bar.advance,
+            config.store_size,
         )
     labels = [index[folder.classes[folder.labels[i]]] for i in decoded.kept]
     return LabelledImages(decoded.pixels, torch.tensor(labels))
