@@ -150,6 +150,6 @@ def decode(
 
 def report_skipped(failures: list[SSLError]) -> None:
     if failures:
-        stderr.print(f"skipped {len(failures)} unreadable image(s):", style="yellow")
+        stderr.print(f"skipped {len(failures)} image(s) that could not be used:", style="yellow")
         for failure in failures:
             stderr.print(f"  {failure.message}", soft_wrap=True, highlight=False)

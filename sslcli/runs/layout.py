@@ -33,6 +33,8 @@ RUN_FORMAT = 1
 FORMAT_KEY = "format"
 ENCODER_FOLDER = "encoder"
 RESULT_FILE = "result.json"
+VIEWS_FILE = "views.png"
+"""The first step's views, as the model saw them (written when a run starts)."""
 
 
 def check_format(config: Mapping[str, Any], where: Path) -> None:

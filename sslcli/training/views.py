@@ -11,9 +11,13 @@ uninterrupted one saw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from PIL import Image
 
 from sslcli.augment.views import apply_views, sample_view
 from sslcli.data.normalization import normalize
@@ -92,3 +96,44 @@ class ViewBatches:
     def __call__(self, step: int) -> list[torch.Tensor]:
         mean, std = self.config.mean, self.config.std
         return [normalize(view, mean, std) for view in self.views(step)]
+
+
+SHEET_ROWS = 16
+SHEET_CELL = 128
+SHEET_MARGIN = 4
+
+
+def view_sheet(originals: Sequence[np.ndarray], views: Sequence[torch.Tensor]) -> Image.Image:
+    """One row per image: the stored image (aspect kept), then each of its views as the model
+    saw it (after every op, before standardisation), each fitted into a square cell."""
+    rows = min(len(originals), SHEET_ROWS)
+    cell, margin = SHEET_CELL, SHEET_MARGIN
+    columns = 1 + len(views)
+    sheet = Image.new(
+        "RGB", (margin + columns * (cell + margin), margin + rows * (cell + margin)), "white"
+    )
+    for row in range(rows):
+        shown = [Image.fromarray(originals[row])]
+        for view in views:
+            pixels = view[row].detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+            shown.append(Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy()))
+        top = margin + row * (cell + margin)
+        for column, image in enumerate(shown):
+            scale = cell / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            fitted = image.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.BILINEAR)
+            left = margin + column * (cell + margin)
+            sheet.paste(fitted, (left + (cell - size[0]) // 2, top + (cell - size[1]) // 2))
+    return sheet
+
+
+def write_view_sheet(batches: ViewBatches, step: int, path: Path) -> None:
+    """``views.png``: the first images of this process's share of ``step``, with their views,
+    so the recipe can be checked by eye."""
+    from sslcli.engine.atomic import atomic_file
+
+    local = batches.local_indices(step)[:SHEET_ROWS].tolist()
+    originals = [batches.images.pixels(index) for index in local]
+    views = [view[: len(local)] for view in batches.views(step)]
+    with atomic_file(path) as temporary:
+        view_sheet(originals, views).save(temporary, format="PNG")

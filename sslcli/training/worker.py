@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sslcli.engine.trainer import Diverged
     from sslcli.training.config import TrainingConfig
     from sslcli.training.observers import LabelledImages
+    from sslcli.training.views import ViewBatches
 
 
 def train_worker(
@@ -48,12 +49,17 @@ def train_worker(
 
     used_threads = set_threads(threads)
     folder = scan_image_folder(Path(config.data))
-    if runtime.distributed and not runtime.is_main:
-        dist.barrier()  # let rank 0 build the store (and the kNN pixels) first
+    # the first process of each node builds the store (and the kNN pixels) while the others
+    # wait: nodes that do not share a file system build their own stores side by side
+    builds = runtime.local_rank == 0
+    if runtime.distributed and not builds:
+        dist.barrier()
     showing = runtime.is_main
     stored, training = _training_images(folder, config, showing)
-    if runtime.distributed and runtime.is_main:
+    if runtime.distributed and builds:
         dist.barrier()
+    if showing and stored.failures:
+        _warn_skipped(stored.failures)
     count = len(stored.kept)
     if count < config.batch_size:
         raise usage_error(
@@ -118,6 +124,8 @@ def train_worker(
     )
     if resume is not None:
         trainer.resume(resume)
+    elif runtime.is_main:
+        _write_views(batches, run_dir)
     try:
         result = trainer.fit(batches)
     except Diverged as error:
@@ -125,6 +133,7 @@ def train_worker(
     if runtime.is_main:
         record = {"step": result.step, "interrupted": result.interrupted, **result.last}
         record["threads"] = used_threads
+        record["skipped"] = [failure.message for failure in stored.failures]
         try:
             _export_encoder(trainer.module.backbone, config, run_dir)
             write_result(run_dir, record)
@@ -133,6 +142,33 @@ def train_worker(
                 f"{write_failure(run_dir, error)}; the checkpoint of step {result.step} is kept",
                 f"free space, then resume the run to write its encoder: --resume {run_dir}",
             ) from None
+
+
+def _write_views(batches: ViewBatches, run_dir: Path) -> None:
+    """The first step's views in the run folder; a failed write costs the picture only."""
+    from sslcli.runs.layout import VIEWS_FILE
+    from sslcli.training.views import write_view_sheet
+
+    try:
+        write_view_sheet(batches, 0, run_dir / VIEWS_FILE)
+    except OSError as error:
+        from sslcli.engine.atomic import write_failure
+
+        _warn(f"{write_failure(run_dir / VIEWS_FILE, error)}; training goes on without it")
+
+
+def _warn_skipped(failures: list[SSLError]) -> None:
+    listed = "\n".join(f"  {failure.message}" for failure in failures[:20])
+    more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+    _warn(f"skipped {len(failures)} image(s) that could not be used:\n{listed}{more}")
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print("warning:", style="yellow", end=" ")
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _start_from_encoder(backbone: torch.nn.Module, init: str) -> None:

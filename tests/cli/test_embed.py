@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.data.cache import square_resize
 from sslcli.data.embeddings import read_embeddings
-from sslcli.data.images import load_image
 from sslcli.data.normalization import normalize
+from sslcli.data.store import open_store
 from sslcli.runs.loading import load_model
 from tests.cli.helpers import diverged_copy, option_help, stated_default
 from tests.conftest import copy_digits
@@ -39,7 +40,11 @@ def test_embeddings_equal_the_models_forward_on_the_same_preprocessed_batch(
     names, rows = read_embeddings(out)
     assert names == sorted(p.relative_to(digits).as_posix() for p in digits.rglob("*.png"))
     model = load_model(str(trained_run))
-    batch = np.stack([square_resize(load_image(digits / name), 16) for name in names])
+    # embed's preprocessing: the stored image (shorter side 19 = 8/7 x 16), resized to 16
+    stored = open_store([digits / name for name in names], 19, tmp_path / "cache")
+    batch = np.stack(
+        [square_resize(Image.fromarray(stored.pixels(i)), 16) for i in range(len(names))]
+    )
     images = normalize(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():
         expected = model.backbone.eval()(images)

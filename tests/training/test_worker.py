@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -88,6 +89,25 @@ def test_a_run_writes_config_metrics_checkpoints_and_a_plain_encoder(
     encoder = TinyCNN()
     encoder.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
     assert json.loads((run / "encoder" / "config.json").read_text())["out_dim"] == 128
+    assert report["skipped"] == []
+    with Image.open(run / "views.png") as sheet:  # 16 rows: the stored digit and its 2 views
+        assert sheet.size == (4 + 3 * 132, 4 + 16 * 132)
+
+
+def test_images_that_cannot_be_used_are_listed_at_the_start_and_in_the_result(
+    digits: Path, tmp_path: Path
+) -> None:
+    (digits / "0" / "empty.png").write_bytes(b"")
+    (digits / "1" / "truncated.png").write_bytes(
+        (digits / "1").glob("*.png").__next__().read_bytes()[:60]
+    )
+    result = _train(digits, tmp_path, "run", "--json", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["skipped"]) == 2
+    assert "empty.png is empty (0 bytes)" in report["skipped"][0]
+    assert "truncated.png" in report["skipped"][1]
+    assert "skipped 2 image(s) that could not be used" in result.stderr
 
 
 SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")

@@ -1,0 +1,120 @@
+"""The training views: cut from the whole stored image, the same in any batch, drawn as a sheet."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from sslcli.augment.presets import PRESETS, customise
+from sslcli.augment.views import apply_views, sample_view
+from sslcli.data.store import open_store
+from sslcli.engine.runtime import Runtime
+from sslcli.training.config import TrainingRequest, resolve_config
+from sslcli.training.views import ViewBatches, padded_batch, view_sheet, write_view_sheet
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+CPU = Runtime(torch.device("cpu"), "fp32", 0)
+
+
+def _batches(
+    images: list[Path], tmp_path: Path, batch: int, store_size: int, **changes: object
+) -> ViewBatches:
+    request = TrainingRequest(
+        data=str(tmp_path), method="simclr", backbone="tiny-cnn", size=32, small_images=None,
+        preset="minimal", view_changes=dict(changes), epochs=1, batch_size=batch,
+        optimizer=None, lr_per_256=None, weight_decay=None, warmup_epochs=None,
+        method_options={}, seed=0, precision="fp32", knn_every=1, eval_dir=None,
+        online_probe=False, checkpoint_every=0, stop_on_collapse=False, strict=False,
+        cache_dir=str(tmp_path / "cache"), store_size=store_size,
+    )  # fmt: skip
+    config = resolve_config(request, 1)
+    stored = open_store(images, store_size, tmp_path / "cache")
+    preset = customise(PRESETS.create("minimal"), {"size": 32, **changes}, {})
+    return ViewBatches(stored, config, preset, CPU, len(images) // batch)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    """Photos of three shapes: chelsea 451x300 (wide), rocket 427x640 (tall), coins 384x303."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ["chelsea.jpg", "rocket.jpg", "coins.jpg"]:
+        shutil.copyfile(SAMPLE / "photos" / name, folder / name)
+    return sorted(folder.iterdir())
+
+
+def test_a_crop_of_the_whole_area_is_the_whole_photo_not_a_centre_square(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    """Scale 1 at the photo's own aspect: torchvision's RandomResizedCrop takes all of a 4:3
+    photo, sides included; a crop from a centre square would miss a quarter of it."""
+    chelsea = [photos[0], photos[0]]  # a batch needs two
+    stored_side = 64  # 451x300 -> 96x64
+    batches = _batches(
+        chelsea, tmp_path, 2, stored_side, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5),
+        flip_prob=0.0,
+    )  # fmt: skip
+    view = batches.views(0)[0][0]
+    whole = torch.from_numpy(batches.images.pixels(0).copy()).permute(2, 0, 1).float() / 255
+    assert whole.shape[1:] == (64, 96)
+    expected = TF.resized_crop(whole, 0, 0, 64, 96, [32, 32], antialias=False)
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    torch.testing.assert_close(view[inner], expected[inner], atol=1e-5, rtol=0)
+
+
+def test_every_image_gets_the_same_view_alone_as_in_a_padded_batch(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    """Images of other sizes padded beside it change nothing, rotations at the edge included
+    (the padding repeats the image's own edge)."""
+    together = _batches(photos, tmp_path, 3, 48, rotation=30.0, crop_scale=(0.5, 1.0))
+    views = together.views(0)
+    order = together.local_indices(0).tolist()
+    shapes = {tuple(together.images.pixels(i).shape) for i in range(3)}
+    assert len(shapes) == 3  # three different stored shapes in one batch
+    for row, index in enumerate(order):
+        alone = together.images.tensors([index], CPU.device)
+        images = padded_batch(alone).float().div_(255)
+        ids = torch.tensor([index])
+        heights = torch.tensor([int(together.images.heights[index])])
+        widths = torch.tensor([int(together.images.widths[index])])
+        drawn = [
+            (sample_view(recipe, ids, heights, widths, 0, k), recipe)
+            for k, recipe in enumerate(together.recipes)
+        ]
+        for view, single in zip(views, apply_views(images, drawn), strict=True):
+            # grid coordinates normalised by another size: float rounding only (a view that
+            # read padding would differ by a tenth or more)
+            torch.testing.assert_close(view[row], single[0], atol=1e-5, rtol=0)
+
+
+def test_padding_repeats_the_last_row_and_column() -> None:
+    small = torch.arange(2 * 3, dtype=torch.uint8).reshape(1, 2, 3).expand(3, 2, 3)
+    large = torch.zeros(3, 4, 5, dtype=torch.uint8)
+    batch = padded_batch([small, large])
+    assert batch.shape == (2, 3, 4, 5)
+    expected = torch.tensor(
+        [[0, 1, 2, 2, 2], [3, 4, 5, 5, 5], [3, 4, 5, 5, 5], [3, 4, 5, 5, 5]], dtype=torch.uint8
+    )
+    assert torch.equal(batch[0, 1], expected)
+
+
+def test_the_view_sheet_shows_each_image_beside_its_views(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    batches = _batches(photos, tmp_path, 3, 48)
+    path = tmp_path / "views.png"
+    write_view_sheet(batches, 0, path)
+    with Image.open(path) as sheet:
+        assert sheet.size == (4 + 3 * (128 + 4), 4 + 3 * (128 + 4))
+        pixels = np.asarray(sheet.convert("RGB"))
+    views = batches.views(0)
+    # the centre of row 0's first view cell is the view's centre pixel, enlarged 4x
+    cell = pixels[4 : 4 + 128, 4 + 132 : 4 + 132 + 128]
+    shown = torch.from_numpy(cell[::4, ::4].copy()).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(shown, views[0][0], atol=1 / 255 + 1e-6, rtol=0)
+    assert view_sheet([batches.images.pixels(0)], [v[:1] for v in views]).size[1] == 136
