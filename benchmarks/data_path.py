@@ -560,6 +560,11 @@ def command_views(args: argparse.Namespace) -> None:
         mine = ours_views_per_second(ours, args.steps, args.warmup, repeat * 1000)
         baselines.append(baseline)
         results.append(mine)
+        print(
+            f"  repeat {repeat + 1}: torchvision DataLoader({args.workers} workers) "
+            f"{baseline:7.1f} views/s | sslcli store + ViewBatches {mine:7.1f} views/s | "
+            f"ratio {mine / baseline:.2f}"
+        )
         if alternative is not None:
             other = ours_views_per_second(alternative, args.steps, args.warmup, repeat * 1000)
             alternatives.append(other)
@@ -567,11 +572,6 @@ def command_views(args: argparse.Namespace) -> None:
                 f"  repeat {repeat + 1}: prototype uint8 per-image crops {other:7.1f} views/s | "
                 f"ratio to torchvision {other / baseline:.2f}, to sslcli {other / mine:.2f}"
             )
-        print(
-            f"  repeat {repeat + 1}: torchvision DataLoader({args.workers} workers) "
-            f"{baseline:7.1f} views/s | sslcli store + ViewBatches {mine:7.1f} views/s | "
-            f"ratio {mine / baseline:.2f}"
-        )
     ratios = [m / b for m, b in zip(results, baselines, strict=True)]
     print(
         f"median: torchvision {statistics.median(baselines):.1f} views/s "
