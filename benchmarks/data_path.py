@@ -341,15 +341,13 @@ class OurViews:
         """``ViewBatches.views`` + standardisation, with ``default_views`` views."""
         import torch
 
-        from sslcli.augment.views import apply_views, sample_view
+        from sslcli.augment.views import cut_views, sample_view
         from sslcli.data.normalization import normalize
-        from sslcli.training.views import padded_batch
 
         config, stored = self.config, self.stored
         epoch = step // self.steps_per_epoch
         local = self.batches.local_indices(step)
         decoded = stored.tensors(local.tolist(), self.runtime.device)
-        images = padded_batch(decoded).float().div_(255)
         ids = local + epoch * len(stored)
         heights = torch.from_numpy(stored.heights[local.numpy()])
         widths = torch.from_numpy(stored.widths[local.numpy()])
@@ -360,64 +358,7 @@ class OurViews:
             )
             for k in range(self.preset.default_views)
         ]
-        views = apply_views(images, drawn)
-        return [normalize(view, config.mean, config.std) for view in views]
-
-
-class Uint8CropViews(OurViews):
-    """A prototype kept in this benchmark (not sslcli's code): each view cut from each decoded
-    uint8 image by itself and resized with antialiasing (torch's uint8 bilinear kernel, as
-    torchvision's RandomResizedCrop on tensors), so there is no padded batch and only the
-    224 px crops become float; then sslcli's colour ops and an in-place standardisation.
-    Same parameters as ``OurViews`` (no rotation: neither simclr nor dino rotates)."""
-
-    def __call__(self, step: int) -> list:
-        import torch
-
-        from sslcli.augment.views import ViewParams, _colour, sample_view
-
-        config, stored, preset = self.config, self.stored, self.preset
-        epoch = step // self.steps_per_epoch
-        local = self.batches.local_indices(step)
-        decoded = stored.tensors(local.tolist(), self.runtime.device)
-        ids = local + epoch * len(stored)
-        heights = torch.from_numpy(stored.heights[local.numpy()])
-        widths = torch.from_numpy(stored.widths[local.numpy()])
-        drawn = [
-            sample_view(preset.recipe(k), ids, heights, widths, config.seed, k)
-            for k in range(preset.default_views)
-        ]
-        mean = torch.tensor(config.mean).reshape(1, 3, 1, 1)
-        std = torch.tensor(config.std).reshape(1, 3, 1, 1)
-        results: list = [None] * len(drawn)
-        groups: dict[int, list[int]] = {}
-        for k in range(len(drawn)):
-            groups.setdefault(preset.recipe(k).size, []).append(k)
-        for size, members in groups.items():
-            crops = torch.cat([uint8_resized_crops(decoded, drawn[k], size) for k in members])
-            crops = crops.float().div_(255)
-            params = ViewParams.concatenate([drawn[k] for k in members])
-            _colour(crops, params, preset.recipe(members[0]).blur_kernel_size)
-            crops.sub_(mean).div_(std)
-            for k, part in zip(members, crops.split(len(decoded)), strict=True):
-                results[k] = part
-        return results
-
-
-def uint8_resized_crops(decoded: Sequence, params, size: int):
-    """(N, 3, size, size) uint8: each image's box, resized (bilinear, antialiased), flipped."""
-    import torch
-    import torch.nn.functional as F
-
-    out = torch.empty(len(decoded), 3, size, size, dtype=torch.uint8)
-    boxes, flips = params.boxes.tolist(), params.flips.tolist()
-    for row, (image, (top, left, height, width), flip) in enumerate(
-        zip(decoded, boxes, flips, strict=True)
-    ):
-        crop = image[:, top : top + height, left : left + width].unsqueeze(0)
-        resized = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0]
-        out[row] = resized.flip(-1) if flip else resized
-    return out
+        return [normalize(view, config.mean, config.std) for view in cut_views(decoded, drawn)]
 
 
 def ours_views_per_second(ours: OurViews, steps: int, warmup: int, first_step: int) -> float:
@@ -451,30 +392,21 @@ class _Stages:
 
 def report_stages(ours: OurViews, steps: int) -> None:
     """Milliseconds per step of each stage of ours, run one after the other (the ops of
-    ``apply_views`` and ``_colour`` unrolled, in their order and chunking)."""
+    ``cut_views`` and ``_colour`` unrolled, in their order and chunking)."""
     import torch
 
     from sslcli.augment import ops
     from sslcli.augment.views import CPU_CHUNK_BYTES, ViewParams, _jitter, _on_chosen, sample_view
     from sslcli.data.normalization import normalize
-    from sslcli.training.views import padded_batch
 
     stored, config, preset = ours.stored, ours.config, ours.preset
     stage = _Stages()
-    decoded_pixels = padded_pixels = 0
     for step in range(steps + 1):
         if step == 1:  # the first step warms up
             stage.totals.clear()
-            decoded_pixels = padded_pixels = 0
         local = ours.batches.local_indices(step)
         with stage("decode (torchcodec, 2 threads)"):
             decoded = stored.tensors(local.tolist(), ours.runtime.device)
-        with stage("pad (padded_batch)"):
-            padded = padded_batch(decoded)
-        with stage("to float"):
-            images = padded.float().div_(255)
-        decoded_pixels += sum(image[0].numel() for image in decoded)
-        padded_pixels += padded[:, 0].numel()
         heights = torch.from_numpy(stored.heights[local.numpy()])
         widths = torch.from_numpy(stored.widths[local.numpy()])
         with stage("sample parameters"):
@@ -486,13 +418,15 @@ def report_stages(ours: OurViews, steps: int) -> None:
         for k, (_, recipe) in enumerate(drawn):
             groups.setdefault(recipe.size, []).append(k)
         for size, members in groups.items():
-            with stage("crop + resize (grid_sample)"):
+            with stage("crop + resize (uint8, antialiased)"):
                 crops = torch.cat(
                     [
-                        ops.resized_crop(images, drawn[k][0].boxes, drawn[k][0].flips, size)
+                        ops.resized_crops_uint8(decoded, drawn[k][0].boxes, drawn[k][0].flips, size)
                         for k in members
                     ]
                 )
+            with stage("to float"):
+                crops = crops.float().div_(255)
             params = ViewParams.concatenate([drawn[k][0] for k in members])
             kernel = drawn[members[0]][1].blur_kernel_size
             chunk_size = max(1, CPU_CHUNK_BYTES // (crops[0].numel() * crops.element_size()))
@@ -522,10 +456,6 @@ def report_stages(ours: OurViews, steps: int) -> None:
     for name, seconds in stage.totals.items():
         print(f"    {name:<32} {seconds / steps * 1000:8.1f} ms  {seconds / whole:6.1%}")
     print(f"    {'all':<32} {whole / steps * 1000:8.1f} ms")
-    print(
-        f"  padded pixels / decoded pixels: {padded_pixels / decoded_pixels:.2f} "
-        "(a batch is padded to its tallest and its widest image)"
-    )
 
 
 def command_views(args: argparse.Namespace) -> None:
@@ -549,8 +479,7 @@ def command_views(args: argparse.Namespace) -> None:
     ours = OurViews(stored, config, args.preset)
     per_image = ours.preset.default_views
     print(f"views per image: {per_image} (both pipelines)")
-    baselines, results, alternatives = [], [], []
-    alternative = Uint8CropViews(stored, config, args.preset) if args.prototype else None
+    baselines, results = [], []
     for repeat in range(args.repeats):
         baseline = math.nan
         if not args.skip_baseline:
@@ -565,13 +494,6 @@ def command_views(args: argparse.Namespace) -> None:
             f"{baseline:7.1f} views/s | sslcli store + ViewBatches {mine:7.1f} views/s | "
             f"ratio {mine / baseline:.2f}"
         )
-        if alternative is not None:
-            other = ours_views_per_second(alternative, args.steps, args.warmup, repeat * 1000)
-            alternatives.append(other)
-            print(
-                f"  repeat {repeat + 1}: prototype uint8 per-image crops {other:7.1f} views/s | "
-                f"ratio to torchvision {other / baseline:.2f}, to sslcli {other / mine:.2f}"
-            )
     ratios = [m / b for m, b in zip(results, baselines, strict=True)]
     print(
         f"median: torchvision {statistics.median(baselines):.1f} views/s "
@@ -579,12 +501,6 @@ def command_views(args: argparse.Namespace) -> None:
         f"views/s ({min(results):.1f}-{max(results):.1f}) | ratio "
         f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}); target >= 2"
     )
-    if alternatives:
-        print(
-            f"median: prototype {statistics.median(alternatives):.1f} views/s "
-            f"({min(alternatives):.1f}-{max(alternatives):.1f}), ratio to torchvision "
-            f"{statistics.median(alternatives) / statistics.median(baselines):.2f}"
-        )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.stages:
         report_stages(ours, args.steps)
@@ -779,9 +695,6 @@ def main() -> None:
     views.add_argument("--cache-dir", type=Path, help="where ours' store goes (default: temp)")
     views.add_argument("--stages", action="store_true", help="also time ours stage by stage")
     views.add_argument("--skip-baseline", action="store_true", help="time ours only")
-    views.add_argument(
-        "--prototype", action="store_true", help="also time the uint8 per-image crop prototype"
-    )
     views.add_argument(
         "--omp-wait-policy",
         choices=("ACTIVE", "PASSIVE"),

@@ -127,3 +127,20 @@ def resized_crop(
     theta[:, 1, 2] = (2 * top + height) / padded_height - 1
     grid = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def resized_crops_uint8(
+    images: list[torch.Tensor], boxes: torch.Tensor, flips: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Each uint8 image's box (top, left, height, width) resized to ``size`` x ``size``
+    (bilinear, antialiased: torchvision's ``resized_crop`` on tensors), mirrored where
+    ``flips``; (N, 3, size, size) uint8. Each image may have its own height and width, and
+    only the crops are resampled: no padded batch, no float copy of the whole images."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8, device=images[0].device)
+    for row, (image, (top, left, height, width), flip) in enumerate(
+        zip(images, boxes.tolist(), flips.tolist(), strict=True)
+    ):
+        crop = image[:, top : top + height, left : left + width].unsqueeze(0)
+        resized = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0]
+        out[row] = resized.flip(-1) if flip else resized
+    return out

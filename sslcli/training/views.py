@@ -1,9 +1,9 @@
 """The views a training step sees: this rank's share of the global batch, augmented.
 
 Every image is decoded once into the image store (``data.store``: shorter side bounded, aspect
-kept); each step decodes the global batch's stored images, pads them into one batch and cuts
-every view from the WHOLE image with torchvision's RandomResizedCrop semantics (area and aspect
-relative to the full image), then the ``augment`` ops run on the training device. The global
+kept); each step decodes the global batch's stored images and cuts every view from the WHOLE
+image with torchvision's RandomResizedCrop semantics (area and aspect relative to the full
+image, antialiased resize), then the ``augment`` ops run on the training device. The global
 batch at a step, and every view's random parameters, depend only on the seed, the epoch and
 the image, so 2 processes x B see exactly what 1 process x 2B sees, and a resumed run what an
 uninterrupted one saw.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sslcli.augment.views import apply_views, sample_view
+from sslcli.augment.views import cut_views, sample_view
 from sslcli.data.normalization import normalize
 
 if TYPE_CHECKING:
@@ -27,23 +27,6 @@ if TYPE_CHECKING:
     from sslcli.data.store import StoredImages
     from sslcli.engine.runtime import Runtime
     from sslcli.training.config import TrainingConfig
-
-
-def padded_batch(images: list[torch.Tensor]) -> torch.Tensor:
-    """Images of different sizes as one (N, 3, H, W) uint8 batch of the largest height and
-    width; each image's last row and column repeat into its padding, so a rotated crop near an
-    edge sees the edge (as ``padding_mode="border"`` would on the image alone)."""
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
-    batch = images[0].new_empty((len(images), 3, height, width))
-    for row, image in enumerate(images):
-        h, w = image.shape[1:]
-        batch[row, :, :h, :w] = image
-        if w < width:
-            batch[row, :, :h, w:] = image[:, :, w - 1 :]
-        if h < height:
-            batch[row, :, h:, :] = batch[row, :, h - 1 : h, :]
-    return batch
 
 
 class ViewBatches:
@@ -83,7 +66,6 @@ class ViewBatches:
         epoch = step // self.steps_per_epoch
         local = self.local_indices(step)
         decoded = self.images.tensors(local.tolist(), runtime.device)
-        images = padded_batch(decoded).float().div_(255)
         ids = local + epoch * len(self.images)
         heights = torch.from_numpy(self.images.heights[local.numpy()])
         widths = torch.from_numpy(self.images.widths[local.numpy()])
@@ -91,7 +73,7 @@ class ViewBatches:
             (sample_view(recipe, ids, heights, widths, config.seed, k), recipe)
             for k, recipe in enumerate(self.recipes)
         ]
-        return apply_views(images, drawn)
+        return cut_views(decoded, drawn)
 
     def __call__(self, step: int) -> list[torch.Tensor]:
         mean, std = self.config.mean, self.config.std
