@@ -8,7 +8,8 @@ packed set and holds the stored bytes (``jpg``, or ``raw`` for raw pixels) and a
 name and renamed once complete; the manifest ``shards.json`` is written last (atomically) and
 says what exists: format version, stored resolution, per-shard name, sample count, byte size
 and SHA-256, total count and classes. The tars are reproducible (fixed mtime), so re-packing an
-unchanged folder finds every shard identical and rewrites none.
+unchanged folder finds every shard identical (by its SHA-256) and rewrites none, while a
+damaged one is written again.
 
 Reading (``ShardStreams``) never depends on how many processes read: the shards are dealt to
 a fixed number C of canonical streams, in an order drawn from (seed, epoch); each stream reads
@@ -174,7 +175,7 @@ def pack(
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
             target = out / entry["name"]
-            if previous.get(entry["name"]) != entry or _size(target) != len(data):
+            if previous.get(entry["name"]) != entry or _digest(target) != entry["sha256"]:
                 with atomic_file(target) as temporary:
                     Path(temporary).write_bytes(data)
                 written += 1
@@ -208,11 +209,16 @@ def _previous_shards(out: Path) -> dict[str, dict]:
         return {}
 
 
-def _size(path: Path) -> int | None:
+def _digest(path: Path) -> str | None:
+    """The SHA-256 of a shard on disk (None when it is missing): a damaged one is rewritten."""
+    digest = hashlib.sha256()
     try:
-        return path.stat().st_size
+        with open(path, "rb") as handle:
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
     except OSError:
         return None
+    return digest.hexdigest()
 
 
 def _shard_bytes(stored: StoredImages, folder: ImageFolder, root: Path, positions: range) -> bytes:

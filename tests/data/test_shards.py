@@ -64,6 +64,15 @@ def test_packing_an_unchanged_folder_again_rewrites_nothing(packed: Path) -> Non
     assert {p.name: p.stat().st_mtime_ns for p in shards.glob("*.tar")} == times
 
 
+def test_packing_again_repairs_a_damaged_shard_and_only_it(packed: Path, tmp_path: Path) -> None:
+    shards = _copy(packed, tmp_path)
+    victim = shards / "shard-000004.tar"
+    original = victim.read_bytes()
+    victim.write_bytes(original[:600] + bytes(len(original) - 600))  # same size, zeroed tail
+    again = pack(packed / "digits", shards, 20, packed / "cache", samples_per_shard=2)
+    assert again.written == 1 and victim.read_bytes() == original
+
+
 def test_every_sample_once_per_epoch_in_another_order_next_epoch(packed: Path) -> None:
     streams = ShardStreams(read_manifest(packed / "shards" / MANIFEST_FILE), 8, seed=0)
     assert streams.shortest() == 4
