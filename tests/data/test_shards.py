@@ -11,6 +11,7 @@ from sslcli.data.folder import scan_image_folder
 from sslcli.data.shards import MANIFEST_FILE, ShardStreams, pack, read_manifest
 from sslcli.data.store import open_store
 from sslcli.errors import SSLError
+from tests.conftest import SAMPLE_DATA as SAMPLE
 from tests.conftest import copy_digits
 
 
@@ -167,3 +168,46 @@ def test_pipe_urls_read_through_webdataset(packed: Path) -> None:
     assert [s.data for s in piped.samples(0, 2, 0, 4)] == [
         s.data for s in local.samples(0, 2, 0, 4)
     ]
+
+
+def test_shard_views_are_the_stores_views_of_the_same_jpegs(tmp_path: Path) -> None:
+    """Photos (stored as JPEG) streamed from shards decode and cut as the store's do: a sample
+    keeps its stored image's index, so its views are drawn alike."""
+    import shutil
+
+    from sslcli.augment.presets import PRESETS
+    from sslcli.engine.runtime import Runtime
+    from sslcli.training.config import TrainingRequest, resolve_config
+    from sslcli.training.views import ShardBatches, cut_views
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ["chelsea.jpg", "rocket.jpg", "coins.jpg", "astronaut.jpg"]:
+        shutil.copyfile(SAMPLE / "photos" / name, photos / name)
+    result = pack(photos, tmp_path / "shards", 80, tmp_path / "cache", samples_per_shard=1)
+    request = TrainingRequest(
+        data=str(tmp_path / "shards"), method="simclr", backbone="tiny-cnn", size=32,
+        small_images=None, preset="simclr", view_changes={}, epochs=1, batch_size=4,
+        optimizer=None, lr_per_256=None, weight_decay=None, warmup_epochs=None,
+        method_options={}, seed=3, precision="fp32", knn_every=1, eval_dir=None,
+        online_probe=False, checkpoint_every=0, stop_on_collapse=False, strict=False,
+        cache_dir=str(tmp_path / "cache"), streams=4,
+    )  # fmt: skip
+    config = resolve_config(request, 1)
+    preset = PRESETS.create("simclr")
+    streams = ShardStreams(result.manifest, 4, seed=3)
+    batches = ShardBatches(streams, config, preset, Runtime(torch.device("cpu"), "fp32", 3), 1)
+    samples = batches.local_samples(0)
+    assert all(not sample.record.raw for sample in samples)
+    indices = [sample.index for sample in samples]
+    stored = open_store(sorted(photos.iterdir()), 80, tmp_path / "cache")
+    expected = cut_views(
+        stored.tensors(indices, torch.device("cpu")),
+        torch.tensor(indices),
+        torch.from_numpy(stored.heights[indices]),
+        torch.from_numpy(stored.widths[indices]),
+        batches.recipes,
+        config.seed,
+    )
+    for got, want in zip(batches.views(0), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

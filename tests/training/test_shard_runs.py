@@ -109,3 +109,21 @@ def test_bad_shard_settings_are_clear_errors(
     result = _train(shards, tmp_path, "bad", *extra)
     assert result.exit_code == 2, result.output
     assert says in " ".join(result.stderr.split())
+
+
+def test_a_run_recorded_before_shards_existed_still_resumes(tmp_path: Path) -> None:
+    from sslcli.training.config import TrainingRequest, continued, resolve_config
+
+    digits = copy_digits(tmp_path / "digits", per_class=2)
+    request = TrainingRequest(
+        data=str(digits), method="simclr", backbone="tiny-cnn", size=16, small_images=None,
+        preset="minimal", view_changes={}, epochs=1, batch_size=8, optimizer=None,
+        lr_per_256=None, weight_decay=None, warmup_epochs=None, method_options={}, seed=0,
+        precision="fp32", knn_every=1, eval_dir=None, online_probe=False, checkpoint_every=0,
+        stop_on_collapse=False, strict=False, cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    saved = resolve_config(request, 1).as_dict()
+    for newer in ("streams", "shard_url"):
+        del saved[newer]
+    again = resolve_config(continued(request, saved), 1)
+    assert again.streams == 8 and again.shard_url is None
