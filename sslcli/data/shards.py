@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import threading
 from collections import OrderedDict
@@ -364,6 +365,14 @@ class ShardStreams:
                 for entry in group_by_keys(tars):
                     samples.append(_sample(entry))
         except (tarfile.TarError, OSError, ValueError, KeyError, EOFError) as error:
+            failed = re.search(r": exit (\d+) \(read\)", str(error))
+            if url.startswith("pipe:") and failed:
+                raise usage_error(
+                    f"cannot read shard {shard.name}: the command {url.removeprefix('pipe:')!r} "
+                    f"failed (exit status {failed.group(1)}; its own message is above)",
+                    "check --shard-url and that the shard is where it points (the command "
+                    "must write the shard to its standard output)",
+                ) from None
             raise usage_error(
                 f"shard {shard.name} is truncated or corrupt ({_reason(error)})", again
             ) from None

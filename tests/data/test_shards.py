@@ -211,3 +211,10 @@ def test_shard_views_are_the_stores_views_of_the_same_jpegs(tmp_path: Path) -> N
     )
     for got, want in zip(batches.views(0), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_failing_shard_command_is_named(packed: Path, tmp_path: Path) -> None:
+    manifest = read_manifest(packed / "shards" / MANIFEST_FILE)
+    streams = ShardStreams(manifest, 8, seed=0, url=f"pipe:cat {tmp_path}/gone/{{name}}")
+    with pytest.raises(SSLError, match=r"the command 'cat .*/gone/shard-0000\d\d.tar' failed"):
+        streams.samples(0, 0, 0, 4)
