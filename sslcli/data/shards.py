@@ -192,6 +192,9 @@ def pack(
         }
         with atomic_file(out / MANIFEST_FILE) as temporary:
             Path(temporary).write_text(json.dumps(manifest, indent=1) + "\n")
+        # shards of an earlier, larger pack that the manifest no longer lists
+        for name in set(previous) - {entry["name"] for entry in entries}:
+            (out / name).unlink(missing_ok=True)
     except OSError as error:
         raise usage_error(
             f"cannot write shards in {out}: {error.strerror or error}",
@@ -297,7 +300,7 @@ class ShardStreams:
 
     def stream_shards(self, epoch: int, stream: int) -> list[ShardInfo]:
         """The shards stream ``stream`` reads in ``epoch``, in order."""
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([_entropy(self.seed), epoch])
         order = rng.permutation(len(self.manifest.shards))
         return [self.manifest.shards[i] for i in order[stream :: self.streams]]
 
@@ -326,9 +329,8 @@ class ShardStreams:
             if key in self._cache:
                 return self._cache[key]
             samples = [sample for shard in members for sample in self._read(shard)]
-            order = np.random.default_rng([self.seed, epoch, stream, number]).permutation(
-                len(samples)
-            )
+            generator = np.random.default_rng([_entropy(self.seed), epoch, stream, number])
+            order = generator.permutation(len(samples))
             shuffled = [samples[i] for i in order]
             self._cache[key] = shuffled
             while len(self._cache) > 2 * self.streams:  # this and the next window per stream
@@ -386,6 +388,11 @@ class ShardStreams:
                 again,
             )
         return samples
+
+
+def _entropy(seed: int) -> int:
+    """A seed as the non-negative number numpy's seeding takes (negative seeds too)."""
+    return seed % 2**64
 
 
 def _reason(error: Exception) -> str:

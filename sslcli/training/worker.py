@@ -211,7 +211,8 @@ def _shard_data(manifest_file: Path, config: TrainingConfig, runtime: Runtime) -
         steps_per_epoch=steps_per_epoch,
         batches=lambda preset: ShardBatches(streams, config, preset, runtime, steps_per_epoch),
         evaluation=None,
-        fingerprint=f"{manifest.fingerprint()}, {config.streams} streams",
+        fingerprint=f"{manifest.fingerprint()}, {config.streams} streams, "
+        f"windows of {streams.window} shards",
         failures=[],
     )
 

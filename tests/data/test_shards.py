@@ -74,6 +74,16 @@ def test_packing_again_repairs_a_damaged_shard_and_only_it(packed: Path, tmp_pat
     assert again.written == 1 and victim.read_bytes() == original
 
 
+def test_packing_fewer_images_removes_the_shards_no_longer_listed(
+    packed: Path, tmp_path: Path
+) -> None:
+    shards = _copy(packed, tmp_path)
+    fewer = copy_digits(tmp_path / "fewer", per_class=3)  # 12 digits: 6 shards of 2
+    again = pack(fewer, shards, 20, packed / "cache", samples_per_shard=2)
+    assert again.manifest.count == 12
+    assert sorted(p.name for p in shards.glob("*.tar")) == [s.name for s in again.manifest.shards]
+
+
 def test_every_sample_once_per_epoch_in_another_order_next_epoch(packed: Path) -> None:
     streams = ShardStreams(read_manifest(packed / "shards" / MANIFEST_FILE), 8, seed=0)
     assert streams.shortest() == 4
