@@ -11,6 +11,7 @@ from sslcli.data.folder import scan_image_folder
 from sslcli.data.shards import MANIFEST_FILE, ShardStreams, pack, read_manifest
 from sslcli.data.store import open_store
 from sslcli.errors import SSLError
+from sslcli.training.config import TrainingConfig, TrainingRequest, resolve_config
 from tests.conftest import SAMPLE_DATA as SAMPLE
 from tests.conftest import copy_digits
 
@@ -106,21 +107,26 @@ def test_a_window_of_two_shards_is_shuffled_together(packed: Path) -> None:
     assert {s.index for s in streams.samples(0, 0, 0, 4)} == first_window
 
 
+def _config(shards: Path, world_size: int, **settings: object) -> TrainingConfig:
+    """A tiny-CNN SimCLR run's resolved settings on ``shards`` (4 streams unless given)."""
+    request = TrainingRequest(
+        data=str(shards), method="simclr", backbone="tiny-cnn", small_images=None,
+        view_changes={}, epochs=1, optimizer=None, lr_per_256=None, weight_decay=None,
+        warmup_epochs=None, method_options={}, precision="fp32", knn_every=1, eval_dir=None,
+        online_probe=False, checkpoint_every=0, stop_on_collapse=False, strict=False,
+        cache_dir=str(shards.parent / "cache"), **{"seed": 0, "streams": 4, **settings},
+    )  # fmt: skip
+    return resolve_config(request, world_size)
+
+
 def _shard_batches_indices(packed: Path, world_size: int, rank: int, step: int) -> list[int]:
     from sslcli.augment.presets import PRESETS
     from sslcli.engine.runtime import Runtime
-    from sslcli.training.config import TrainingRequest, resolve_config
     from sslcli.training.views import ShardBatches
 
-    request = TrainingRequest(
-        data=str(packed / "shards"), method="simclr", backbone="tiny-cnn", size=16,
-        small_images=None, preset="minimal", view_changes={}, epochs=1, batch_size=16,
-        optimizer=None, lr_per_256=None, weight_decay=None, warmup_epochs=None,
-        method_options={}, seed=0, precision="fp32", knn_every=1, eval_dir=None,
-        online_probe=False, checkpoint_every=0, stop_on_collapse=False, strict=False,
-        cache_dir=str(packed / "cache"),
-    )  # fmt: skip
-    config = resolve_config(request, world_size)
+    config = _config(
+        packed / "shards", world_size, size=16, preset="minimal", batch_size=16, streams=8
+    )
     streams = ShardStreams(read_manifest(packed / "shards" / MANIFEST_FILE), 8, seed=0)
     runtime = Runtime(torch.device("cpu"), "fp32", 0, rank=rank, world_size=world_size)
     batches = ShardBatches(streams, config, PRESETS.create("minimal"), runtime, 2)
@@ -187,7 +193,6 @@ def test_shard_views_are_the_stores_views_of_the_same_jpegs(tmp_path: Path) -> N
 
     from sslcli.augment.presets import PRESETS
     from sslcli.engine.runtime import Runtime
-    from sslcli.training.config import TrainingRequest, resolve_config
     from sslcli.training.views import ShardBatches, cut_views
 
     photos = tmp_path / "photos"
@@ -195,15 +200,7 @@ def test_shard_views_are_the_stores_views_of_the_same_jpegs(tmp_path: Path) -> N
     for name in ["chelsea.jpg", "rocket.jpg", "coins.jpg", "astronaut.jpg"]:
         shutil.copyfile(SAMPLE / "photos" / name, photos / name)
     result = pack(photos, tmp_path / "shards", 80, tmp_path / "cache", samples_per_shard=1)
-    request = TrainingRequest(
-        data=str(tmp_path / "shards"), method="simclr", backbone="tiny-cnn", size=32,
-        small_images=None, preset="simclr", view_changes={}, epochs=1, batch_size=4,
-        optimizer=None, lr_per_256=None, weight_decay=None, warmup_epochs=None,
-        method_options={}, seed=3, precision="fp32", knn_every=1, eval_dir=None,
-        online_probe=False, checkpoint_every=0, stop_on_collapse=False, strict=False,
-        cache_dir=str(tmp_path / "cache"), streams=4,
-    )  # fmt: skip
-    config = resolve_config(request, 1)
+    config = _config(tmp_path / "shards", 1, size=32, preset="simclr", batch_size=4, seed=3)
     preset = PRESETS.create("simclr")
     streams = ShardStreams(result.manifest, 4, seed=3)
     batches = ShardBatches(streams, config, preset, Runtime(torch.device("cpu"), "fp32", 3), 1)
