@@ -338,11 +338,10 @@ class OurViews:
         return self.multi_crop(step)
 
     def multi_crop(self, step: int) -> list:
-        """``ViewBatches.views`` + standardisation, with ``default_views`` views."""
+        """``ViewBatches``' steps with ``default_views`` views."""
         import torch
 
-        from sslcli.augment.views import cut_views, sample_view
-        from sslcli.data.normalization import normalize
+        from sslcli.training.views import drawn_views, standardised
 
         config, stored = self.config, self.stored
         epoch = step // self.steps_per_epoch
@@ -351,14 +350,8 @@ class OurViews:
         ids = local + epoch * len(stored)
         heights = torch.from_numpy(stored.heights[local.numpy()])
         widths = torch.from_numpy(stored.widths[local.numpy()])
-        drawn = [
-            (
-                sample_view(self.preset.recipe(k), ids, heights, widths, config.seed, k),
-                self.preset.recipe(k),
-            )
-            for k in range(self.preset.default_views)
-        ]
-        return [normalize(view, config.mean, config.std) for view in cut_views(decoded, drawn)]
+        recipes = [self.preset.recipe(k) for k in range(self.preset.default_views)]
+        return standardised(drawn_views(decoded, ids, heights, widths, recipes, 0), config)
 
 
 def ours_views_per_second(ours: OurViews, steps: int, warmup: int, first_step: int) -> float:
@@ -450,7 +443,7 @@ def report_stages(ours: OurViews, steps: int) -> None:
                 with stage("solarize"):
                     _on_chosen(chunk, part.solarized, lambda x, i: ops.solarize(x))
             with stage("standardise"):
-                normalize(crops, config.mean, config.std)
+                normalize(crops, config.mean, config.std, in_place=True)
     whole = sum(stage.totals.values())
     print(f"  stages of ours, ms per step of {config.batch_size} images (mean of {steps} steps):")
     for name, seconds in stage.totals.items():

@@ -20,6 +20,7 @@ from sslcli.cli import (
     energy,
     mask_predict,
     models,
+    pack,
     sweep,
     train_latent,
     train_mlm,
@@ -88,6 +89,7 @@ def root(
 mask_predict.register(app)
 train_mlm.register(app)
 augment.register(app)
+pack.register(app)
 train_siamese.register(app)
 train_latent.register(app)
 sweep.register(app)

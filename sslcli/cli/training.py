@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 Data = Annotated[
     Path | None,
     typer.Argument(
-        help="Folder of images (class sub-folders give a kNN accuracy); with --resume, the "
-        "run's own unless given.",
+        help="Folder of images (class sub-folders give a kNN accuracy), or shards written by "
+        "sslcli pack (their folder or shards.json); with --resume, the run's own unless given.",
         show_default=False,
     ),
 ]
@@ -104,6 +104,25 @@ Gpus = Annotated[
 ]
 
 CpuProcs = Annotated[int, typer.Option(help="CPU processes (gloo) with --gpus 0.")]
+
+Streams = Annotated[
+    int | None,
+    typer.Option(
+        help="Shards only: canonical streams the shards are dealt to; the processes must "
+        "divide it, the batch must be a multiple of it, and the data order depends on it, not "
+        "on the processes \\[default: 8].",
+        show_default=False,
+    ),
+]
+
+ShardUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Shards only: where they are, a template with {name}, e.g. "
+        "'pipe:aws s3 cp s3://bucket/shards/{name} -' \\[default: beside shards.json].",
+        show_default=False,
+    ),
+]
 
 
 Seed = Annotated[int, typer.Option(help="Seed for initialisation, data order and views.")]

@@ -110,43 +110,12 @@ class StoredImages:
 
     def pixels(self, index: int) -> np.ndarray:
         """Image ``index`` as (height, width, 3) uint8, decoded on the CPU."""
-        record, data = self.encoded(index)
-        if record.raw:
-            array = np.frombuffer(data, dtype=np.uint8)
-            array = array.reshape(record.height, record.width, record.channels)
-        else:
-            with Image.open(io.BytesIO(data)) as image:
-                array = np.asarray(image)
-            array = array.reshape(record.height, record.width, record.channels)
-        return np.repeat(array, 3, axis=2) if record.channels == 1 else array
+        return decode_pixels(*self.encoded(index))
 
     def tensors(self, indices: Sequence[int], device: torch.device) -> list[torch.Tensor]:
-        """Images ``indices`` as (3, height, width) uint8 tensors on ``device``: JPEGs decoded
-        in one batched nvjpeg call on a GPU, by a thread per core on the CPU (libjpeg-turbo,
-        both through TorchCodec)."""
-        import torch
-        from torchcodec.decoders import decode_jpeg
-
-        encoded = [self.encoded(i) for i in indices]
-        results: list[torch.Tensor | None] = [None] * len(encoded)
-        jpegs: list[int] = []
-        for position, (record, data) in enumerate(encoded):
-            if record.raw:
-                array = np.frombuffer(data, dtype=np.uint8)
-                array = array.reshape(record.height, record.width, record.channels)
-                tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
-                results[position] = tensor.expand(3, -1, -1).to(device, non_blocking=True)
-            else:
-                jpegs.append(position)
-        if jpegs:
-            sources = [torch.frombuffer(bytearray(encoded[p][1]), dtype=torch.uint8) for p in jpegs]
-            if device.type == "cuda":
-                decoded = decode_jpeg(sources, mode="RGB", device=device)
-            else:
-                decoded = list(_pool().map(lambda s: decode_jpeg(s, mode="RGB"), sources))
-            for position, tensor in zip(jpegs, decoded, strict=True):
-                results[position] = tensor
-        return results  # type: ignore[return-value]
+        """Images ``indices`` as (3, height, width) uint8 tensors on ``device`` (see
+        ``decode_tensors``)."""
+        return decode_tensors([self.encoded(i) for i in indices], device)
 
     def close(self) -> None:
         for descriptor in self._files.values():
@@ -161,6 +130,48 @@ class StoredImages:
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sslcli-decode")
+
+
+def decode_pixels(record: Record, data: bytes) -> np.ndarray:
+    """Stored bytes as (height, width, 3) uint8, decoded on the CPU."""
+    if record.raw:
+        array = np.frombuffer(data, dtype=np.uint8)
+        array = array.reshape(record.height, record.width, record.channels)
+    else:
+        with Image.open(io.BytesIO(data)) as image:
+            array = np.asarray(image)
+        array = array.reshape(record.height, record.width, record.channels)
+    return np.repeat(array, 3, axis=2) if record.channels == 1 else array
+
+
+def decode_tensors(
+    encoded: Sequence[tuple[Record, bytes]], device: torch.device
+) -> list[torch.Tensor]:
+    """Stored images as (3, height, width) uint8 tensors on ``device``: JPEGs decoded in one
+    batched nvjpeg call on a GPU, by a thread per core on the CPU (libjpeg-turbo, both through
+    TorchCodec); raw images copied. The image store and the streamed shards both decode here."""
+    import torch
+    from torchcodec.decoders import decode_jpeg
+
+    results: list[torch.Tensor | None] = [None] * len(encoded)
+    jpegs: list[int] = []
+    for position, (record, data) in enumerate(encoded):
+        if record.raw:
+            array = np.frombuffer(data, dtype=np.uint8)
+            array = array.reshape(record.height, record.width, record.channels)
+            tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
+            results[position] = tensor.expand(3, -1, -1).to(device, non_blocking=True)
+        else:
+            jpegs.append(position)
+    if jpegs:
+        sources = [torch.frombuffer(bytearray(encoded[p][1]), dtype=torch.uint8) for p in jpegs]
+        if device.type == "cuda":
+            decoded = decode_jpeg(sources, mode="RGB", device=device)
+        else:
+            decoded = list(_pool().map(lambda s: decode_jpeg(s, mode="RGB"), sources))
+        for position, tensor in zip(jpegs, decoded, strict=True):
+            results[position] = tensor
+    return results  # type: ignore[return-value]
 
 
 def shard_path(root: Path, shard: int) -> Path:

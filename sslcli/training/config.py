@@ -12,6 +12,7 @@ import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sslcli.errors import usage_error
@@ -68,6 +69,9 @@ RESUME_KEYS = (
 )
 """Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
 state or the data order (``images`` fingerprints the decoded image set)."""
+ADDED_LATER = ("streams", "shard_url")
+"""Settings newer than some runs: a run's config without one resumes with the default (they
+concern packed shards, which those runs did not read)."""
 REPLANNED_ON_RESUME = ("epochs", "lr_per_256", "weight_decay", "warmup_epochs", "precision")
 """Settings a resumed run may change when given explicitly: the schedule is re-planned."""
 
@@ -109,6 +113,11 @@ class TrainingRequest:
     """The image store's shorter side; None: ``default_store_size(size)``."""
     init: str | None = None
     """A trained encoder (run, checkpoint or encoder folder) the backbone starts from."""
+    streams: int | None = None
+    """Canonical streams that read packed shards; None: ``DEFAULT_STREAMS``."""
+    shard_url: str | None = None
+    """Where the shards are, a URL template with ``{name}`` (``pipe:`` too); None: beside the
+    manifest."""
     explicit: frozenset[str] = frozenset()
     """The fields the user gave: on resume, the others come from the run's config."""
 
@@ -154,6 +163,10 @@ class TrainingConfig:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     """The channel statistics the views are standardised with (ImageNet's)."""
+    streams: int = 8
+    """Canonical streams reading packed shards (the data order depends on them)."""
+    shard_url: str | None = None
+    """Where packed shards are read from (None: beside their manifest; not for image folders)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -169,7 +182,7 @@ def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingReq
     config ``saved``; the method's options and view changes given are laid over the run's."""
     values: dict[str, Any] = {}
     for name in (field.name for field in fields(TrainingRequest)):
-        if name in ("init", "explicit"):
+        if name in ("init", "explicit") or (name in ADDED_LATER and name not in saved):
             values[name] = getattr(request, name)
         elif name in ("method_options", "view_changes"):
             values[name] = saved[name] | getattr(request, name)
@@ -206,6 +219,13 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     from sslcli.augment.presets import PRESETS
     from sslcli.data.cache import default_cache_dir
     from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from sslcli.data.shards import (
+        DEFAULT_STREAMS,
+        MANIFEST_FILE,
+        check_streams,
+        manifest_path,
+        read_manifest,
+    )
     from sslcli.data.store import default_store_size
     from sslcli.engine.optim import OPTIMIZERS, scaled_lr
     from sslcli.methods import METHODS
@@ -213,6 +233,25 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
 
     if request.data is None:
         raise usage_error("give DATA, a folder of images", "or continue a run with --resume RUN")
+    store_size = request.store_size or default_store_size(request.size)
+    streams = request.streams or DEFAULT_STREAMS
+    manifest = manifest_path(Path(request.data))
+    if manifest is not None:
+        # packed shards hold images at the resolution they were packed at
+        packed = read_manifest(manifest).resolution
+        if request.store_size is not None and request.store_size != packed:
+            raise usage_error(
+                f"--store-size {request.store_size} does not fit {request.data}, packed at "
+                f"{packed} px",
+                f"leave out --store-size, or pack again with --store-size {request.store_size}",
+            )
+        store_size = packed
+        check_streams(streams, world_size, request.batch_size)
+    elif request.shard_url is not None:
+        raise usage_error(
+            f"--shard-url reads packed shards, and {request.data} has no {MANIFEST_FILE}",
+            "give the folder sslcli pack wrote (or its shards.json), or leave out --shard-url",
+        )
     BACKBONES.get(request.backbone)
     PRESETS.get(request.preset)
     method = METHODS.create(request.method)
@@ -261,7 +300,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         method=request.method,
         backbone=request.backbone,
         size=request.size,
-        store_size=request.store_size or default_store_size(request.size),
+        store_size=store_size,
         small_images=request.size <= 64 if small is None else small,
         preset=request.preset,
         epochs=request.epochs,
@@ -286,4 +325,6 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         init=request.init,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
+        streams=streams,
+        shard_url=request.shard_url,
     )

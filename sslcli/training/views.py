@@ -6,7 +6,8 @@ image with torchvision's RandomResizedCrop semantics (area and aspect relative t
 image, antialiased resize), then the ``augment`` ops run on the training device. The global
 batch at a step, and every view's random parameters, depend only on the seed, the epoch and
 the image, so 2 processes x B see exactly what 1 process x 2B sees, and a resumed run what an
-uninterrupted one saw.
+uninterrupted one saw. Data packed into WebDataset shards (``data.shards``) is streamed by
+``ShardBatches`` instead, with the same decoding and the same views.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from sslcli.data.normalization import normalize
 
 if TYPE_CHECKING:
     from sslcli.augment.presets import Preset
+    from sslcli.augment.recipe import ViewRecipe
+    from sslcli.data.shards import Sample, ShardStreams
     from sslcli.data.store import StoredImages
     from sslcli.engine.runtime import Runtime
     from sslcli.training.config import TrainingConfig
@@ -39,8 +42,11 @@ class ViewBatches:
         preset: Preset,
         runtime: Runtime,
         steps_per_epoch: int,
+        labels: torch.Tensor | None = None,
     ) -> None:
         self.images = images
+        self.labels = labels
+        """Every stored image's label (labelled folders), for ``local_labels``."""
         self.config = config
         self.recipes = [preset.recipe(0), preset.recipe(1)]
         self.runtime = runtime
@@ -62,22 +68,109 @@ class ViewBatches:
 
     def views(self, step: int) -> list[torch.Tensor]:
         """The step's views as float batches in [0, 1], before standardisation."""
-        config, runtime = self.config, self.runtime
         epoch = step // self.steps_per_epoch
         local = self.local_indices(step)
-        decoded = self.images.tensors(local.tolist(), runtime.device)
-        ids = local + epoch * len(self.images)
+        decoded = self.images.tensors(local.tolist(), self.runtime.device)
         heights = torch.from_numpy(self.images.heights[local.numpy()])
         widths = torch.from_numpy(self.images.widths[local.numpy()])
-        drawn = [
-            (sample_view(recipe, ids, heights, widths, config.seed, k), recipe)
-            for k, recipe in enumerate(self.recipes)
-        ]
-        return cut_views(decoded, drawn)
+        ids = local + epoch * len(self.images)
+        return drawn_views(decoded, ids, heights, widths, self.recipes, self.config.seed)
 
     def __call__(self, step: int) -> list[torch.Tensor]:
-        mean, std = self.config.mean, self.config.std
-        return [normalize(view, mean, std) for view in self.views(step)]
+        return standardised(self.views(step), self.config)
+
+    def local_labels(self, step: int) -> torch.Tensor:
+        """The labels of this rank's share of the step (for the online probe)."""
+        assert self.labels is not None, "an unlabelled folder has no labels"
+        return self.labels[self.local_indices(step)]
+
+    def originals(self, step: int, count: int) -> list[np.ndarray]:
+        """The first ``count`` stored images of this rank's share of the step, as pixels."""
+        return [self.images.pixels(index) for index in self.local_indices(step)[:count].tolist()]
+
+
+def drawn_views(
+    decoded: list[torch.Tensor],
+    ids: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    recipes: Sequence[ViewRecipe],
+    seed: int,
+) -> list[torch.Tensor]:
+    """Every recipe's view of each decoded stored image, cut from the whole image; a view's
+    random parameters depend only on the seed, the recipe and the sample's ``id``."""
+    drawn = [
+        (sample_view(recipe, ids, heights, widths, seed, k), recipe)
+        for k, recipe in enumerate(recipes)
+    ]
+    return cut_views(decoded, drawn)
+
+
+def standardised(views: list[torch.Tensor], config: TrainingConfig) -> list[torch.Tensor]:
+    """The views standardised in place (each step's views are its own)."""
+    return [normalize(view, config.mean, config.std, in_place=True) for view in views]
+
+
+class ShardBatches:
+    """This rank's two views of the global batch at a step, streamed from WebDataset shards.
+
+    The global batch at step s holds, for each canonical stream c in order, that stream's
+    samples [s' g, (s' + 1) g) of the epoch (s' the step within the epoch, g = batch / C);
+    rank r serves a contiguous block of C / world_size streams, so the ranks' shares put
+    together in rank order are the global batch in the very order one process sees it. A
+    sample's views are drawn from its packed index plus epoch x count, as ``ViewBatches``
+    draws them from the stored image's index."""
+
+    def __init__(
+        self,
+        streams: ShardStreams,
+        config: TrainingConfig,
+        preset: Preset,
+        runtime: Runtime,
+        steps_per_epoch: int,
+    ) -> None:
+        self.streams = streams
+        self.config = config
+        self.recipes = [preset.recipe(0), preset.recipe(1)]
+        self.runtime = runtime
+        self.steps_per_epoch = steps_per_epoch
+        per_rank = streams.streams // runtime.world_size
+        self.served = range(runtime.rank * per_rank, (runtime.rank + 1) * per_rank)
+        self.per_stream = config.batch_size // streams.streams
+
+    def local_samples(self, step: int) -> list[Sample]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        start, stop = within * self.per_stream, (within + 1) * self.per_stream
+        return [
+            sample
+            for stream in self.served
+            for sample in self.streams.samples(epoch, stream, start, stop)
+        ]
+
+    def views(self, step: int) -> list[torch.Tensor]:
+        """The step's views as float batches in [0, 1], before standardisation."""
+        from sslcli.data.store import decode_tensors
+
+        epoch = step // self.steps_per_epoch
+        samples = self.local_samples(step)
+        decoded = decode_tensors([(s.record, s.data) for s in samples], self.runtime.device)
+        count = self.streams.manifest.count
+        ids = torch.tensor([s.index + epoch * count for s in samples])
+        heights = torch.tensor([s.record.height for s in samples])
+        widths = torch.tensor([s.record.width for s in samples])
+        return drawn_views(decoded, ids, heights, widths, self.recipes, self.config.seed)
+
+    def __call__(self, step: int) -> list[torch.Tensor]:
+        return standardised(self.views(step), self.config)
+
+    def local_labels(self, step: int) -> torch.Tensor:
+        """The labels packed with this rank's share of the step."""
+        return torch.tensor([sample.label for sample in self.local_samples(step)])
+
+    def originals(self, step: int, count: int) -> list[np.ndarray]:
+        from sslcli.data.store import decode_pixels
+
+        return [decode_pixels(s.record, s.data) for s in self.local_samples(step)[:count]]
 
 
 SHEET_ROWS = 16
@@ -109,13 +202,12 @@ def view_sheet(originals: Sequence[np.ndarray], views: Sequence[torch.Tensor]) -
     return sheet
 
 
-def write_view_sheet(batches: ViewBatches, step: int, path: Path) -> None:
+def write_view_sheet(batches: ViewBatches | ShardBatches, step: int, path: Path) -> None:
     """``views.png``: the first images of this process's share of ``step``, with their views,
     so the recipe can be checked by eye."""
     from sslcli.engine.atomic import atomic_file
 
-    local = batches.local_indices(step)[:SHEET_ROWS].tolist()
-    originals = [batches.images.pixels(index) for index in local]
-    views = [view[: len(local)] for view in batches.views(step)]
+    originals = batches.originals(step, SHEET_ROWS)
+    views = [view[: len(originals)] for view in batches.views(step)]
     with atomic_file(path) as temporary:
         view_sheet(originals, views).save(temporary, format="PNG")

@@ -4,6 +4,8 @@ decoded, the method and its observers built, the engine's loop run, the encoder 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,7 @@ import torch
 from sslcli.errors import SSLError, runtime_error, usage_error
 
 if TYPE_CHECKING:
+    from sslcli.augment.presets import Preset
     from sslcli.data.folder import ImageFolder
     from sslcli.data.store import StoredImages
     from sslcli.engine.contract import Observer
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from sslcli.engine.trainer import Diverged
     from sslcli.training.config import TrainingConfig
     from sslcli.training.observers import LabelledImages
-    from sslcli.training.views import ViewBatches
+    from sslcli.training.views import ShardBatches, ViewBatches
 
 
 def train_worker(
@@ -31,10 +34,8 @@ def train_worker(
 ) -> None:
     """The worker every process runs (see ``engine.launch``), computing with ``threads``
     CPU threads (None: the process's default)."""
-    import torch.distributed as dist
 
     from sslcli.augment.presets import PRESETS, customise
-    from sslcli.data.folder import scan_image_folder
     from sslcli.engine.atomic import write_failure
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.runtime import set_threads
@@ -45,9 +46,111 @@ def train_worker(
     from sslcli.runs.layout import versioned, write_result
     from sslcli.training.config import RESUME_KEYS
     from sslcli.training.observers import CollapseWatch, EpochEvaluation, ProbeTraining
-    from sslcli.training.views import ViewBatches
 
     used_threads = set_threads(threads)
+    data = _training_data(config, runtime)
+    if not data.labelled and config.online_probe:
+        raise usage_error(
+            f"--online-probe needs labels: {config.data} has no class sub-folders",
+            "put each class's images in a sub-folder of its own, or leave out --online-probe",
+        )
+
+    backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
+    if config.init is not None and resume is None:
+        _start_from_encoder(backbone, config.init)
+    method = METHODS.create(config.method)(backbone, **config.method_options)
+    steps_per_epoch = data.steps_per_epoch
+    schedule = Schedule(
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+        base_lr=config.lr,
+        global_batch=config.batch_size,
+        checkpoint_every=config.checkpoint_every or steps_per_epoch,
+        log_every=max(1, min(10, steps_per_epoch)),
+    )
+    changes = {"size": config.size, **config.view_changes}
+    preset = customise(PRESETS.create(config.preset), changes, {})
+    batches = data.batches(preset)
+    probe = None
+    if data.labelled and config.online_probe:
+        probe = OnlineProbe(
+            backbone.out_dim, len(data.classes), batches.local_labels, runtime.device
+        )
+    observers: list[Observer] = [CollapseWatch(runtime.is_main, config.stop_on_collapse)]
+    if probe is not None:
+        observers.append(ProbeTraining(probe))
+    training = data.evaluation
+    evaluation = _evaluation_images(config, data.classes, runtime.is_main) or training
+    if evaluation is not None:
+        reference = training if evaluation is not training else None
+        every = config.knn_every
+        observers.append(
+            EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
+        )
+    trainer = Trainer(
+        runtime,
+        method,
+        lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
+        schedule,
+        run_dir,
+        versioned(config.as_dict() | {"images": data.fingerprint}),
+        RESUME_KEYS,
+        observers,
+    )
+    if resume is not None:
+        trainer.resume(resume)
+    elif runtime.is_main:
+        _write_views(batches, run_dir)
+    try:
+        result = trainer.fit(batches)
+    except Diverged as error:
+        raise _with_advice(error, config, run_dir) from error
+    if runtime.is_main:
+        record = {"step": result.step, "interrupted": result.interrupted, **result.last}
+        record["threads"] = used_threads
+        record["skipped"] = [failure.message for failure in data.failures]
+        try:
+            _export_encoder(trainer.module.backbone, config, run_dir)
+            write_result(run_dir, record)
+        except OSError as error:
+            raise runtime_error(
+                f"{write_failure(run_dir, error)}; the checkpoint of step {result.step} is kept",
+                f"free space, then resume the run to write its encoder: --resume {run_dir}",
+            ) from None
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """What a run trains on, from an image folder (through the store) or packed shards."""
+
+    classes: list[str]
+    labelled: bool
+    steps_per_epoch: int
+    batches: Callable[[Preset], ViewBatches | ShardBatches]
+    evaluation: LabelledImages | None
+    """The training images at the training resolution, for the kNN evaluation (labelled
+    folders; None for shards, which ``--eval-dir`` evaluates)."""
+    fingerprint: str
+    """The training set's size and content: the data order of a run depends on it."""
+    failures: list[SSLError]
+
+
+def _training_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    from sslcli.data.shards import manifest_path
+
+    manifest = manifest_path(Path(config.data))
+    if manifest is not None:
+        return _shard_data(manifest, config, runtime)
+    return _folder_data(config, runtime)
+
+
+def _folder_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    import torch.distributed as dist
+
+    from sslcli.data.folder import scan_image_folder
+    from sslcli.training.views import ViewBatches
+
     folder = scan_image_folder(Path(config.data))
     # the first process of each node builds the store (and the kNN pixels) while the others
     # wait: nodes that do not share a file system build their own stores side by side
@@ -70,81 +173,51 @@ def train_worker(
     labels = None
     if folder.labels is not None:
         labels = torch.tensor([folder.labels[i] for i in stored.kept])
-    elif config.online_probe:
-        raise usage_error(
-            f"--online-probe needs labels: {config.data} has no class sub-folders",
-            "put each class's images in a sub-folder of its own, or leave out --online-probe",
-        )
-
-    backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
-    if config.init is not None and resume is None:
-        _start_from_encoder(backbone, config.init)
-    method = METHODS.create(config.method)(backbone, **config.method_options)
     steps_per_epoch = count // config.batch_size
-    schedule = Schedule(
+    return _TrainingData(
+        classes=folder.classes,
+        labelled=labels is not None,
         steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs,
-        warmup_steps=config.warmup_epochs * steps_per_epoch,
-        base_lr=config.lr,
-        global_batch=config.batch_size,
-        checkpoint_every=config.checkpoint_every or steps_per_epoch,
-        log_every=max(1, min(10, steps_per_epoch)),
+        batches=lambda preset: ViewBatches(
+            stored, config, preset, runtime, steps_per_epoch, labels
+        ),
+        evaluation=training,
+        fingerprint=_fingerprint(folder.paths, stored.kept, Path(config.data)),
+        failures=stored.failures,
     )
-    changes = {"size": config.size, **config.view_changes}
-    preset = customise(PRESETS.create(config.preset), changes, {})
-    batches = ViewBatches(stored, config, preset, runtime, steps_per_epoch)
-    probe = None
-    if labels is not None and config.online_probe:
-        probe = OnlineProbe(
-            backbone.out_dim,
-            len(folder.classes),
-            lambda step: labels[batches.local_indices(step)],
-            runtime.device,
-        )
-    observers: list[Observer] = [CollapseWatch(runtime.is_main, config.stop_on_collapse)]
-    if probe is not None:
-        observers.append(ProbeTraining(probe))
-    evaluation = _evaluation_images(config, folder.classes, showing) or training
-    if evaluation is not None:
-        reference = training if evaluation is not training else None
-        every = config.knn_every
-        observers.append(
-            EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
-        )
-    images = _fingerprint(folder.paths, stored.kept, Path(config.data))
-    trainer = Trainer(
-        runtime,
-        method,
-        lambda model: make_optimizer(config.optimizer, model, config.lr, config.weight_decay),
-        schedule,
-        run_dir,
-        versioned(config.as_dict() | {"images": images}),
-        RESUME_KEYS,
-        observers,
-    )
-    if resume is not None:
-        trainer.resume(resume)
-    elif runtime.is_main:
-        _write_views(batches, run_dir)
-    try:
-        result = trainer.fit(batches)
-    except Diverged as error:
-        raise _with_advice(error, config, run_dir) from error
-    if runtime.is_main:
-        record = {"step": result.step, "interrupted": result.interrupted, **result.last}
-        record["threads"] = used_threads
-        record["skipped"] = [failure.message for failure in stored.failures]
-        try:
-            _export_encoder(trainer.module.backbone, config, run_dir)
-            write_result(run_dir, record)
-        except OSError as error:
-            raise runtime_error(
-                f"{write_failure(run_dir, error)}; the checkpoint of step {result.step} is kept",
-                f"free space, then resume the run to write its encoder: --resume {run_dir}",
-            ) from None
 
 
-def _write_views(batches: ViewBatches, run_dir: Path) -> None:
+def _shard_data(manifest_file: Path, config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    """Packed shards: every process reads the manifest, and only its own streams' shards."""
+    from sslcli.data.shards import ShardStreams, read_manifest
+    from sslcli.training.views import ShardBatches
+
+    manifest = read_manifest(manifest_file)
+    streams = ShardStreams(manifest, config.streams, config.seed, config.shard_url)
+    per_stream = config.batch_size // config.streams
+    shortest = streams.shortest()
+    steps_per_epoch = shortest // per_stream
+    if steps_per_epoch == 0:
+        most = shortest * config.streams
+        raise usage_error(
+            f"each of the {config.streams} shard streams of {config.data} holds at least "
+            f"{shortest} sample(s), fewer than the {per_stream} a step takes from each at "
+            f"--batch-size {config.batch_size}",
+            f"lower --batch-size to at most {most}, or pack more images",
+        )
+    return _TrainingData(
+        classes=manifest.classes,
+        labelled=bool(manifest.classes),
+        steps_per_epoch=steps_per_epoch,
+        batches=lambda preset: ShardBatches(streams, config, preset, runtime, steps_per_epoch),
+        evaluation=None,
+        fingerprint=f"{manifest.fingerprint()}, {config.streams} streams, "
+        f"windows of {streams.window} shards",
+        failures=[],
+    )
+
+
+def _write_views(batches: ViewBatches | ShardBatches, run_dir: Path) -> None:
     """The first step's views in the run folder; a failed write costs the picture only."""
     from sslcli.runs.layout import VIEWS_FILE
     from sslcli.training.views import write_view_sheet
