@@ -69,11 +69,9 @@ def pack_command(
     table = Table(title="pack", title_justify="left", show_header=False)
     table.add_row("manifest", summary["manifest"])
     table.add_row("images", f"{manifest.count} at a shorter side of at most {resolution} px")
-    table.add_row(
-        "shards",
-        f"{summary['shards']} ({packed.written} written, the others already identical), "
-        f"{summary['bytes'] / 2**20:.1f} MiB",
-    )
+    kept = summary["shards"] - packed.written
+    written = f"{packed.written} written" + (f", {kept} already identical" if kept else "")
+    table.add_row("shards", f"{summary['shards']} ({written}), {summary['bytes'] / 2**20:.1f} MiB")
     if manifest.classes:
         table.add_row("classes", f"{len(manifest.classes)}")
     if skipped:
