@@ -24,8 +24,8 @@ class TrainingDefaults:
     lr_per_256: float
     weight_decay: float
     min_warmup_epochs: int = 0
-    """The fewest warm-up epochs the default schedule gives (a third of the run when the run
-    is shorter than three times that), above the general min(10, epochs / 10)."""
+    """The fewest warm-up epochs the default schedule gives (half of the run when the run is
+    shorter than twice that), above the general min(10, epochs / 10)."""
 
 
 def per_view(

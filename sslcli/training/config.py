@@ -210,8 +210,8 @@ def replanned(request: TrainingRequest, saved: Mapping[str, Any]) -> dict[str, t
 
 def default_warmup(epochs: int, defaults: TrainingDefaults) -> int:
     """Warm-up epochs when none are given: a tenth of the run, at most 10, and at least the
-    method's ``min_warmup_epochs`` (at most a third of the run)."""
-    return max(min(10, epochs // 10), min(defaults.min_warmup_epochs, epochs // 3))
+    method's ``min_warmup_epochs`` (at most half of the run)."""
+    return max(min(10, epochs // 10), min(defaults.min_warmup_epochs, epochs // 2))
 
 
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:

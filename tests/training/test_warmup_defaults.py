@@ -2,8 +2,10 @@
 
 VICReg with the small-grey-image recipe (small-cnn, ``--preset digits``, expander 1024,
 AdamW lr 0.005 per 256) collapsed into a few dimensions at 10 epochs with the general
-default of one warm-up epoch (15 steps on 4000 images); with 3 it trained
-(benchmarks/RESULTS.md, "VICReg's warm-up on small grey images").
+default of one warm-up epoch (15 steps on 4000 images); with 3 it trained on the views of
+the former square cache but collapsed once in three runs on views cut from the whole stored
+image; with 5 it trained in all three (benchmarks/RESULTS.md, "VICReg's warm-up on small grey
+images").
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ def _request(method: str, epochs: int, warmup_epochs: int | None = None) -> Trai
 
 
 @pytest.mark.parametrize(
-    ("epochs", "warmup"), [(10, 3), (15, 3), (20, 3), (40, 4), (100, 10), (400, 10), (6, 2), (2, 0)]
+    ("epochs", "warmup"),
+    [(10, 5), (15, 5), (20, 5), (40, 5), (60, 6), (100, 10), (400, 10), (6, 3), (2, 1), (1, 0)],
 )
-def test_vicreg_warms_up_at_least_three_epochs_or_a_third_of_a_shorter_run(
+def test_vicreg_warms_up_at_least_five_epochs_or_half_of_a_shorter_run(
     epochs: int, warmup: int
 ) -> None:
     assert resolve_config(_request("vicreg", epochs), 1).warmup_epochs == warmup
