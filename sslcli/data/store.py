@@ -197,7 +197,8 @@ def open_store(
     """
     if resolution < 1:
         raise usage_error(f"--store-size must be 1 or more, got {resolution}")
-    keys = [_file_key(path) for path in paths]
+    folders: dict[Path, Path] = {}
+    keys = [_file_key(path, folders) for path in paths]
     root = store_root(cache_dir, resolution)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -235,12 +236,21 @@ FileKey = tuple[str, int, int]
 """A file's resolved path, byte size and modification time (ns): a row matches all three."""
 
 
-def _file_key(path: Path) -> FileKey:
+def _file_key(path: Path, folders: dict[Path, Path]) -> FileKey:
+    """``folders`` caches each folder's resolved path: resolving every file's path again costs
+    a system call per part of it, most of a large folder's start-up."""
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise usage_error(f"{path} does not exist", "was it removed while running?") from None
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    if path.is_symlink():
+        resolved = path.resolve()
+    else:
+        parent = folders.get(path.parent)
+        if parent is None:
+            parent = folders[path.parent] = path.parent.resolve()
+        resolved = parent / path.name
+    return str(resolved), stat.st_size, stat.st_mtime_ns
 
 
 @contextlib.contextmanager

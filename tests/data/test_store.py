@@ -237,3 +237,17 @@ def test_the_index_records_path_size_and_time(photos: list[Path], tmp_path: Path
     assert rows == sorted(
         (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in photos
     )
+
+
+def test_a_link_to_a_stored_file_or_folder_is_the_same_image(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    """The index is keyed by the resolved path: a link to a file, or a path through a linked
+    folder, finds the image the store already holds."""
+    open_store(photos, 256, tmp_path / "cache")
+    (tmp_path / "link.jpg").symlink_to(photos[0])
+    (tmp_path / "linked").symlink_to(photos[0].parent, target_is_directory=True)
+    calls: list[int] = []
+    linked = [tmp_path / "link.jpg", tmp_path / "linked" / photos[1].name]
+    stored = open_store(linked, 256, tmp_path / "cache", on_progress=calls.append)
+    assert calls == [] and stored.kept == [0, 1]
