@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from sslcli.data.images import to_rgb
-from sslcli.data.store import StoredImages, default_store_size, open_store
+from sslcli.data.store import StoredImages, default_store_size, file_keys, open_store
 from sslcli.data.threads import ordered_map
 from sslcli.engine.atomic import atomic_file, write_text_atomic
 from sslcli.errors import SSLError, usage_error
@@ -106,13 +106,8 @@ def decode_once(
 
 def _cache_key(paths: Sequence[Path], size: int, store_size: int) -> str:
     digest = hashlib.sha256(f"sslcli-images-v{_FORMAT_VERSION}\0{size}\0{store_size}\n".encode())
-    for path in paths:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            raise usage_error(f"{path} does not exist", "was it removed while running?") from None
-        resolved = path.resolve()
-        digest.update(f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for resolved, size_bytes, mtime in file_keys(paths):
+        digest.update(f"{resolved}\0{size_bytes}\0{mtime}\n".encode())
     return digest.hexdigest()
 
 

@@ -132,15 +132,18 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sslcli-decode")
 
 
+def _raw(record: Record, data: bytes) -> np.ndarray:
+    """A raw record's (height, width, channels) uint8 pixels (read-only, over ``data``)."""
+    return np.frombuffer(data, dtype=np.uint8).reshape(record.height, record.width, record.channels)
+
+
 def decode_pixels(record: Record, data: bytes) -> np.ndarray:
     """Stored bytes as (height, width, 3) uint8, decoded on the CPU."""
     if record.raw:
-        array = np.frombuffer(data, dtype=np.uint8)
-        array = array.reshape(record.height, record.width, record.channels)
+        array = _raw(record, data)
     else:
         with Image.open(io.BytesIO(data)) as image:
-            array = np.asarray(image)
-        array = array.reshape(record.height, record.width, record.channels)
+            array = np.asarray(image).reshape(record.height, record.width, record.channels)
     return np.repeat(array, 3, axis=2) if record.channels == 1 else array
 
 
@@ -157,9 +160,7 @@ def decode_tensors(
     jpegs: list[int] = []
     for position, (record, data) in enumerate(encoded):
         if record.raw:
-            array = np.frombuffer(data, dtype=np.uint8)
-            array = array.reshape(record.height, record.width, record.channels)
-            tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
+            tensor = torch.from_numpy(_raw(record, data).copy()).permute(2, 0, 1)
             results[position] = tensor.expand(3, -1, -1).to(device, non_blocking=True)
         else:
             jpegs.append(position)
@@ -197,8 +198,7 @@ def open_store(
     """
     if resolution < 1:
         raise usage_error(f"--store-size must be 1 or more, got {resolution}")
-    folders: dict[Path, Path] = {}
-    keys = [_file_key(path, folders) for path in paths]
+    keys = file_keys(paths)
     root = store_root(cache_dir, resolution)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -234,6 +234,12 @@ CREATE TABLE IF NOT EXISTS images (
 """
 FileKey = tuple[str, int, int]
 """A file's resolved path, byte size and modification time (ns): a row matches all three."""
+
+
+def file_keys(paths: Sequence[Path]) -> list[FileKey]:
+    """Each path's key; a missing file is a usage error."""
+    folders: dict[Path, Path] = {}
+    return [_file_key(path, folders) for path in paths]
 
 
 def _file_key(path: Path, folders: dict[Path, Path]) -> FileKey:
