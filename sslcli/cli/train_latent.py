@@ -14,6 +14,7 @@ from sslcli.cli.training import (
     CheckpointEvery,
     CpuProcs,
     Data,
+    DropPath,
     Epochs,
     EvalDir,
     Gpus,
@@ -23,6 +24,7 @@ from sslcli.cli.training import (
     OnlineProbe,
     Optimizer,
     Out,
+    PatchSize,
     PresetName,
     ProjectorDim,
     ProjectorHiddenDim,
@@ -58,6 +60,8 @@ def train_latent(
     ctx: typer.Context,
     data: Data = None,
     backbone: Backbone = "resnet18",
+    patch_size: PatchSize = None,
+    drop_path: DropPath = 0.0,
     size: Size = 224,
     small_images: SmallImages = None,
     preset: PresetName = "vicreg",
@@ -199,6 +203,8 @@ def train_latent(
         init=None if init is None else str(init),
         streams=streams,
         shard_url=shard_url,
+        patch_size=patch_size,
+        drop_path=drop_path,
         explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
     train_and_report(

@@ -25,7 +25,25 @@ Data = Annotated[
     ),
 ]
 
-Backbone = Annotated[str, typer.Option(help="Encoder: resnet18, resnet50, tiny-cnn, small-cnn.")]
+Backbone = Annotated[
+    str,
+    typer.Option(
+        help="Encoder: resnet18, resnet50, vit-tiny, vit-small, vit-base, tiny-cnn, small-cnn, "
+        "or timm:NAME for any timm model (random weights; sslcli models lists them)."
+    ),
+]
+
+PatchSize = Annotated[
+    int | None,
+    typer.Option(
+        help="ViTs: patch side in pixels \\[default: 16, or 4 at --size <= 64].",
+        show_default=False,
+    ),
+]
+
+DropPath = Annotated[
+    float, typer.Option(help="ViTs and timm models: stochastic-depth rate (DINO's ViT-S: 0.1).")
+]
 
 Size = Annotated[int, typer.Option(help="Training resolution in pixels: the side of a view.")]
 
@@ -47,7 +65,32 @@ SmallImages = Annotated[
     ),
 ]
 
-PresetName = Annotated[str, typer.Option(help="Augmentation preset for the two views.")]
+PresetName = Annotated[
+    str | None,
+    typer.Option(
+        help="Augmentation preset of the views \\[default: the method's: dino (2 global + 6 "
+        "local crops) for dino and lejepa, else simclr].",
+        show_default=False,
+    ),
+]
+
+LocalCrops = Annotated[
+    int | None,
+    typer.Option(
+        help="dino, lejepa: local crops after the 2 global views \\[default: the preset's, 6 "
+        "for dino].",
+        show_default=False,
+    ),
+]
+
+LocalSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Side of the local crops \\[default: 3/7 of --size to a multiple of 8: 96 at 224, "
+        "16 at 32].",
+        show_default=False,
+    ),
+]
 
 Epochs = Annotated[int, typer.Option(help="Passes over the data.")]
 
@@ -76,7 +119,16 @@ WarmupEpochs = Annotated[
     int | None,
     typer.Option(
         help="Linear warm-up, then cosine decay \\[default: min(10, epochs/10); VICReg at "
-        "least min(3, epochs/3)].",
+        "least 5, at most half the run].",
+        show_default=False,
+    ),
+]
+
+FinalWeightDecay = Annotated[
+    float | None,
+    typer.Option(
+        help="Weight decay a cosine raises --weight-decay to by the end \\[default: the "
+        "method's: 0.4 for dino, else constant].",
         show_default=False,
     ),
 ]
@@ -231,11 +283,18 @@ def _print_settings(command: str, start: Start) -> None:
     config, run_dir, checkpoint = start.config, start.run_dir, start.checkpoint
     table = Table(title=command, title_justify="left", show_header=False)
     table.add_row("data", config.data)
-    table.add_row(
-        "method / backbone",
-        f"{config.method} / {config.backbone} ({config.size} px"
-        + (", small-image stem)" if config.small_images else ")"),
-    )
+    shape = f"{config.size} px"
+    if config.patch_size is not None:
+        shape += f", patch {config.patch_size}"
+    elif config.small_images and config.backbone.startswith("resnet"):
+        shape += ", small-image stem"
+    table.add_row("method / backbone", f"{config.method} / {config.backbone} ({shape})")
+    if config.local_crops:
+        table.add_row(
+            "views",
+            f"{config.preset}: 2 global at {config.size} px + {config.local_crops} local at "
+            f"{config.local_size} px",
+        )
     table.add_row(
         "devices", f"{config.world_size} x {start.device_type}, precision {config.precision}"
     )
@@ -243,7 +302,12 @@ def _print_settings(command: str, start: Start) -> None:
     table.add_row(
         "optimiser",
         f"{config.optimizer}, lr {config.lr:.4g} (= {config.lr_per_256:g} x "
-        f"{config.batch_size}/256), weight decay {config.weight_decay:g}",
+        f"{config.batch_size}/256), weight decay {config.weight_decay:g}"
+        + (
+            f" -> {config.final_weight_decay:g} (cosine)"
+            if config.final_weight_decay is not None
+            else ""
+        ),
     )
     table.add_row("schedule", f"{config.epochs} epochs, {config.warmup_epochs} warm-up, cosine")
     table.add_row(

@@ -25,10 +25,37 @@ class StepOutput:
     """Scalars (detached) to log, averaged over processes by the engine."""
 
 
+@dataclass(frozen=True)
+class Clock:
+    """Where training stands at a step, for the schedules a model keeps itself (DINO's
+    teacher temperature, its frozen last layer, SIGReg's directions)."""
+
+    step: int
+    """The 0-based step being taken, counted over the whole run (resumes included)."""
+    total_steps: int
+    steps_per_epoch: int
+
+    @property
+    def epochs_done(self) -> float:
+        """Epochs completed before this step, fractional."""
+        return self.step / self.steps_per_epoch
+
+    @property
+    def epochs(self) -> int:
+        return self.total_steps // self.steps_per_epoch
+
+
 class Trainable(Protocol):
     """An ``nn.Module`` whose forward takes this rank's views and returns the step's loss."""
 
     def __call__(self, views: list[torch.Tensor]) -> StepOutput: ...
+
+    def begin_step(self, clock: Clock) -> None:
+        """Called before each step's forward pass."""
+
+    def prepare_gradients(self, clock: Clock) -> None:
+        """Called after the backward pass (gradients averaged over processes and unscaled),
+        before the optimiser step: to clip or drop gradients."""
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with the share of training done (EMA targets)."""

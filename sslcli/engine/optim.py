@@ -135,6 +135,13 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, scheduled: float, base:
         group["lr"] = rate * group.get("lr_scale", 1.0)
 
 
+def set_weight_decays(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """The weight decay of every group that decays (not the biases' and norms')."""
+    for group in optimizer.param_groups:
+        if not group.get("lars_exclude", False):
+            group["weight_decay"] = value
+
+
 def make_optimizer(
     name: str, model: torch.nn.Module, lr: float, weight_decay: float, momentum: float = 0.9
 ) -> torch.optim.Optimizer:

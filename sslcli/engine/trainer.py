@@ -27,9 +27,9 @@ from sslcli.engine.atomic import write_failure
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
 from sslcli.engine.collectives import all_reduce_sum
-from sslcli.engine.contract import Observer, StepOutput, Trainable
+from sslcli.engine.contract import Clock, Observer, StepOutput, Trainable
 from sslcli.engine.metrics_log import MetricsLog
-from sslcli.engine.optim import set_learning_rates, warmup_cosine
+from sslcli.engine.optim import set_learning_rates, set_weight_decays, warmup_cosine
 from sslcli.engine.prefetch import Prefetcher
 from sslcli.engine.progress import progress_bar
 from sslcli.engine.runtime import Runtime
@@ -77,10 +77,24 @@ class Schedule:
     global_batch: int
     checkpoint_every: int
     log_every: int = 10
+    weight_decay: float = 0.0
+    final_weight_decay: float | None = None
+    """A cosine from ``weight_decay`` to this over the run (DINO's); None: left constant."""
 
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.epochs
+
+    def clock(self, step: int) -> Clock:
+        return Clock(step, self.total_steps, self.steps_per_epoch)
+
+    def decay_at(self, step: int) -> float | None:
+        """The weight decay of ``step`` when it is scheduled."""
+        if self.final_weight_decay is None:
+            return None
+        return warmup_cosine(
+            step, self.total_steps, 0, self.weight_decay, final_lr=self.final_weight_decay
+        )
 
 
 @dataclass
@@ -233,6 +247,9 @@ class Trainer:
                     self.step, schedule.total_steps, schedule.warmup_steps, schedule.base_lr
                 )
                 set_learning_rates(self.optimizer, lr, schedule.base_lr)
+                decay = schedule.decay_at(self.step)
+                if decay is not None:
+                    set_weight_decays(self.optimizer, decay)
                 started = time.perf_counter()
                 following = self.step + 1 if self.step + 1 < schedule.total_steps else None
                 views = prefetcher.get(self.step, following)
@@ -264,6 +281,8 @@ class Trainer:
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
                 extra_metrics = dict(zip(output.metrics, extra, strict=True))
                 metrics = {"loss": mean_loss, "lr": lr, **extra_metrics}
+                if decay is not None:
+                    metrics["weight_decay"] = decay
                 if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
                     logged = [observer.on_log(self.step, output) for observer in self.observers]
                     shown = {name: text for part in logged for name, text in part.shown.items()}
@@ -300,12 +319,15 @@ class Trainer:
 
     def _forward_backward(self, views: list[torch.Tensor]) -> StepOutput:
         self.model.train()
+        self.module.begin_step(self.schedule.clock(self.step))
         with self.runtime.autocast():
             output = self.model(views)
         self.scaler.scale(output.loss).backward()
         return output
 
     def _update(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        self.module.prepare_gradients(self.schedule.clock(self.step))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

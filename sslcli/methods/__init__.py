@@ -86,6 +86,32 @@ def vicreg() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "dino",
+    "DINO: 2 global + local crops (dino preset), EMA teacher (0.996 -> 1) on the global "
+    "crops, centring over the global batch, teacher temperature 0.04 -> 0.07, prototypes "
+    "scaled to the data (65536 for ImageNet); AdamW, lr 5e-4 per 256, wd 0.04 -> 0.4, "
+    "gradients clipped at 3, last layer frozen for the first epoch",
+)
+def dino() -> type[SSLMethod]:
+    from sslcli.methods.dino import DINO
+
+    return DINO
+
+
+@METHODS.register(
+    "lejepa",
+    "LeJEPA: 2 global + local crops (dino preset), views predict the global views' mean, "
+    "SIGReg (Epps-Pulley on 1024 random directions a step) makes embeddings isotropic "
+    "Gaussian; one trade-off --sigreg-weight 0.05; AdamW, lr 5e-4 per 256, wd 0.05, "
+    "projector 2048-2048-64",
+)
+def lejepa() -> type[SSLMethod]:
+    from sslcli.methods.lejepa import LeJEPA
+
+    return LeJEPA
+
+
+@METHODS.register(
     "latent",
     "latent-variable predictive architecture (train-latent): predictor g(s_x, z) with a "
     "regularised latent z inferred by gradient steps; target the other view's embedding "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sslcli.engine.contract import StepOutput
+from sslcli.engine.contract import Clock, StepOutput
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class TrainingDefaults:
     min_warmup_epochs: int = 0
     """The fewest warm-up epochs the default schedule gives (half of the run when the run is
     shorter than twice that), above the general min(10, epochs / 10)."""
+    final_weight_decay: float | None = None
+    """The weight decay a cosine raises ``weight_decay`` to by the end (None: constant)."""
+    preset: str = "simclr"
+    """The augmentation preset the method's paper draws its views with."""
 
 
 def per_view(
@@ -37,17 +41,49 @@ def per_view(
     return [module(view) for view in views]
 
 
+def per_resolution(
+    module: Callable[[torch.Tensor], torch.Tensor], views: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """``module`` on each run of consecutive views of one size, concatenated: DINO's
+    ``MultiCropWrapper`` (the 2 global crops in one pass, the local ones in another); the
+    outputs split back into one per view."""
+    outputs: list[torch.Tensor] = []
+    start = 0
+    while start < len(views):
+        end = start + 1
+        while end < len(views) and views[end].shape == views[start].shape:
+            end += 1
+        batch = module(torch.cat(views[start:end]))
+        outputs += batch.split([len(view) for view in views[start:end]])
+        start = end
+    return outputs
+
+
 class SSLMethod(nn.Module):
     """An objective with the engine's ``Trainable`` shape: ``forward(views) -> StepOutput``."""
 
     defaults: TrainingDefaults
+    multi_crop: bool = False
+    """Whether it takes local crops after its 2 global views (DINO's multi-crop)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
 
+    @classmethod
+    def options_for_data(cls, options: dict[str, object], images: int) -> dict[str, object]:
+        """``options`` with the defaults that depend on the number of training images filled
+        in (DINO's prototype count); the others as given."""
+        return options
+
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         raise NotImplementedError
+
+    def begin_step(self, clock: Clock) -> None:
+        """Called before each step's forward pass."""
+
+    def prepare_gradients(self, clock: Clock) -> None:
+        """Called after the backward pass, before the optimiser step."""
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with the share of training done (EMA targets)."""

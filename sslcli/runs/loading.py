@@ -56,6 +56,8 @@ class TrainedModel:
     """The registry name of the backbone of a model sslcli trained (None: another)."""
     small: bool | None = None
     """Whether that backbone has the small-image stem."""
+    patch_size: int | None = None
+    """That backbone's patch side (ViTs)."""
 
     def encoder(self, space: str) -> nn.Module:
         """The module mapping normalised images to embeddings in ``space``, in eval mode."""
@@ -78,13 +80,13 @@ def load_model(
     name: str | None, size: int | None = None, runs: Path = Path("runs")
 ) -> TrainedModel:
     """Load what ``--model NAME`` means; ``size`` overrides the model's own image size."""
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import BACKBONES, is_backbone
 
     if name is None:
         model = _load_path(newest_run(runs))
     elif Path(name).exists():
         model = _load_path(Path(name))
-    elif name in BACKBONES:
+    elif is_backbone(name):
         model = _random_backbone(name, size or 224)
     elif looks_like_hub_id(name):
         model = _load_transformers(name)
@@ -141,7 +143,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     """A trainer checkpoint (the whole method) or an encoder export (the backbone alone)."""
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import backbone_options, build_backbone
 
     config = checkpoint.config
     if "backbone" not in config or ("size" not in config and "image_size" not in config):
@@ -150,7 +152,7 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
             "give a run folder of train-siamese, or its encoder/ folder",
         )
     check_format(config, checkpoint.path)
-    backbone = BACKBONES.create(config["backbone"], small_images=config["small_images"])
+    backbone = build_backbone(config["backbone"], backbone_options(config))
     step = config.get("step")
     label = f"{where} ({config.get('method', '?')}, {config['backbone']}"
     label += f", step {step})" if step is not None else ", encoder export)"
@@ -164,6 +166,7 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
         view_settings={key: config[key] for key in ("preset", "view_changes") if key in config},
         backbone_name=config["backbone"],
         small=config["small_images"],
+        patch_size=config.get("patch_size"),
     )
     if "out_dim" in config:  # an encoder export: the backbone's weights alone
         _load_weights(backbone, checkpoint.weights, checkpoint.path)
@@ -206,13 +209,15 @@ def _random_backbone(name: str, size: int) -> TrainedModel:
     the commands seed it with ``--seed``) and from nothing else: draws made since do not
     change them, and drawing them leaves torch's generator as it was."""
     from sslcli.data.normalization import IMAGENET_MEAN, IMAGENET_STD
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import BackboneOptions, build_backbone, check_backbone
 
     small = size <= 64
+    options = BackboneOptions(small_images=small, image_size=size)
+    check_backbone(name, options)
     seed = torch.initial_seed()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = BACKBONES.create(name, small_images=small)
+        backbone = build_backbone(name, options)
     return TrainedModel(
         backbone=backbone,
         size=size,

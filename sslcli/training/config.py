@@ -52,14 +52,20 @@ _METHOD_OPTIONS = {
     "z_weight": ("--z-weight", _non_negative),
     "z_dropout": ("--z-dropout", _fraction),
     "target": ("--target", _latent_target),
+    "prototypes": ("--prototypes", _positive),
+    "teacher_temp": ("--teacher-temp", _positive),
+    "sigreg_weight": ("--sigreg-weight", _fraction),
 }
 RESUME_KEYS = (
     "method",
     "backbone",
     "small_images",
+    "patch_size",
     "size",
     "store_size",
     "preset",
+    "local_crops",
+    "local_size",
     "view_changes",
     "batch_size",
     "seed",
@@ -69,10 +75,25 @@ RESUME_KEYS = (
 )
 """Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
 state or the data order (``images`` fingerprints the decoded image set)."""
-ADDED_LATER = ("streams", "shard_url")
+ADDED_LATER = (
+    "streams",
+    "shard_url",
+    "patch_size",
+    "drop_path",
+    "local_crops",
+    "local_size",
+    "final_weight_decay",
+)
 """Settings newer than some runs: a run's config without one resumes with the default (they
-concern packed shards, which those runs did not read)."""
-REPLANNED_ON_RESUME = ("epochs", "lr_per_256", "weight_decay", "warmup_epochs", "precision")
+concern packed shards, ViTs and multi-crop, which those runs did not use)."""
+REPLANNED_ON_RESUME = (
+    "epochs",
+    "lr_per_256",
+    "weight_decay",
+    "final_weight_decay",
+    "warmup_epochs",
+    "precision",
+)
 """Settings a resumed run may change when given explicitly: the schedule is re-planned."""
 
 
@@ -87,7 +108,8 @@ class TrainingRequest:
     size: int
     small_images: bool | None
     """3x3 stride-1 ResNet stem; None: on for ``size`` <= 64."""
-    preset: str
+    preset: str | None
+    """None: the method's (``TrainingDefaults.preset``)."""
     view_changes: dict[str, Any]
     """Augmentation fields set on the command line, over the preset's."""
     epochs: int
@@ -118,6 +140,16 @@ class TrainingRequest:
     shard_url: str | None = None
     """Where the shards are, a URL template with ``{name}`` (``pipe:`` too); None: beside the
     manifest."""
+    patch_size: int | None = None
+    """ViTs: the patch side; None: ``default_patch_size(size)``."""
+    drop_path: float = 0.0
+    """ViTs and timm models: the stochastic-depth rate."""
+    local_crops: int | None = None
+    """Multi-crop methods: local crops after the 2 global views; None: the preset's."""
+    local_size: int | None = None
+    """The local crops' side; None: ``default_local_size(size)``."""
+    final_weight_decay: float | None = None
+    """None: the method's (constant unless it schedules one)."""
     explicit: frozenset[str] = frozenset()
     """The fields the user gave: on resume, the others come from the run's config."""
 
@@ -167,6 +199,16 @@ class TrainingConfig:
     """Canonical streams reading packed shards (the data order depends on them)."""
     shard_url: str | None = None
     """Where packed shards are read from (None: beside their manifest; not for image folders)."""
+    patch_size: int | None = None
+    """The ViT's patch side (None: the backbone has no patches)."""
+    drop_path: float = 0.0
+    """The stochastic-depth rate of ViTs and timm models."""
+    local_crops: int = 0
+    """Local crops after the 2 global views (multi-crop methods)."""
+    local_size: int | None = None
+    """The side of the local crops (None: no local crops)."""
+    final_weight_decay: float | None = None
+    """The weight decay a cosine raises ``weight_decay`` to by the end (None: constant)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -214,6 +256,40 @@ def default_warmup(epochs: int, defaults: TrainingDefaults) -> int:
     return max(min(10, epochs // 10), min(defaults.min_warmup_epochs, epochs // 2))
 
 
+def default_local_size(size: int) -> int:
+    """DINO's 96 px local crops for 224 px global ones: 3/7 of the side, rounded to a
+    multiple of 8 (16 px for 32 px views)."""
+    return max(8, 8 * round(size * 3 / 7 / 8))
+
+
+def _local_crops(
+    request: TrainingRequest, method: type, preset_views: int, patch_size: int | None
+) -> tuple[int, int | None]:
+    """(local crops, their side) for the request: the preset's crops for a multi-crop method,
+    none for the others."""
+    crops = request.local_crops
+    if crops is None:
+        crops = preset_views if method.multi_crop else 0
+    if crops < 0:
+        raise usage_error(f"--local-crops must be 0 or more, got {crops}")
+    if crops and not method.multi_crop:
+        raise usage_error(
+            f"{request.method} takes 2 views, without local crops",
+            "leave out --local-crops, or train with --method dino or lejepa",
+        )
+    if not crops:
+        return 0, None
+    size = request.local_size or default_local_size(request.size)
+    if not 8 <= size <= request.size:
+        raise usage_error(f"--local-size must be from 8 to --size {request.size}, got {size}")
+    if patch_size is not None and size % patch_size:
+        raise usage_error(
+            f"--local-size {size} must be a multiple of --patch-size {patch_size}",
+            f"e.g. --local-size {max(patch_size, size // patch_size * patch_size)}",
+        )
+    return crops, size
+
+
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     """Fill method defaults, scale the learning rate to the global batch, validate."""
     from sslcli.augment.presets import PRESETS
@@ -229,7 +305,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     from sslcli.data.store import default_store_size
     from sslcli.engine.optim import OPTIMIZERS, scaled_lr
     from sslcli.methods import METHODS
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import BackboneOptions, check_backbone, default_patch_size
 
     if request.data is None:
         raise usage_error("give DATA, a folder of images", "or continue a run with --resume RUN")
@@ -252,10 +328,20 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
             f"--shard-url reads packed shards, and {request.data} has no {MANIFEST_FILE}",
             "give the folder sslcli pack wrote (or its shards.json), or leave out --shard-url",
         )
-    BACKBONES.get(request.backbone)
-    PRESETS.get(request.preset)
+    patch_size = request.patch_size
+    if patch_size is None and request.backbone.startswith("vit-"):
+        patch_size = default_patch_size(request.size)
+    options = BackboneOptions(
+        image_size=request.size, patch_size=patch_size, drop_path=request.drop_path
+    )
+    check_backbone(request.backbone, options)
     method = METHODS.create(request.method)
     defaults = method.defaults
+    preset_name = request.preset or defaults.preset
+    preset = PRESETS.create(preset_name)
+    local_crops, local_size = _local_crops(
+        request, method, preset.default_views - preset.global_views, patch_size
+    )
     accepted = inspect.signature(method.__init__).parameters
     for name, value in request.method_options.items():
         flag, check = _METHOD_OPTIONS[name]
@@ -276,6 +362,11 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         )
     lr_per_256 = defaults.lr_per_256 if request.lr_per_256 is None else request.lr_per_256
     weight_decay = defaults.weight_decay if request.weight_decay is None else request.weight_decay
+    final_weight_decay = request.final_weight_decay
+    if final_weight_decay is None:
+        final_weight_decay = defaults.final_weight_decay
+    if final_weight_decay is not None and final_weight_decay < 0:
+        raise usage_error(f"--final-weight-decay must be 0 or more, got {final_weight_decay}")
     batch = request.batch_size
     if batch < 2 or batch % world_size:
         raise usage_error(
@@ -302,7 +393,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         size=request.size,
         store_size=store_size,
         small_images=request.size <= 64 if small is None else small,
-        preset=request.preset,
+        preset=preset_name,
         epochs=request.epochs,
         batch_size=batch,
         optimizer=optimizer,
@@ -327,4 +418,9 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         std=IMAGENET_STD,
         streams=streams,
         shard_url=request.shard_url,
+        patch_size=patch_size,
+        drop_path=request.drop_path,
+        local_crops=local_crops,
+        local_size=local_size,
+        final_weight_decay=final_weight_decay,
     )

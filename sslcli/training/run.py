@@ -140,7 +140,14 @@ def _from_encoder(request: TrainingRequest) -> TrainingRequest:
             f"--init {request.init} is not an encoder trained by sslcli",
             "give a run folder, one of its checkpoints, or its encoder/ folder",
         )
-    for name, value in (("backbone", trained.backbone_name), ("small_images", trained.small)):
+    taken = {
+        "backbone": trained.backbone_name,
+        "small_images": trained.small,
+        "patch_size": trained.patch_size,
+    }
+    if trained.patch_size is not None:  # a ViT's position embeddings are made for its size
+        taken["size"] = trained.size
+    for name, value in taken.items():
         if name in request.explicit and getattr(request, name) != value:
             flag = "--" + name.replace("_", "-")
             raise usage_error(
@@ -148,4 +155,4 @@ def _from_encoder(request: TrainingRequest) -> TrainingRequest:
                 f"({name} {value})",
                 f"leave out {flag}: the run takes the encoder's",
             )
-    return replace(request, backbone=trained.backbone_name, small_images=trained.small)
+    return replace(request, **taken)

@@ -32,8 +32,13 @@ if TYPE_CHECKING:
     from sslcli.training.config import TrainingConfig
 
 
+def view_recipes(preset: Preset, config: TrainingConfig) -> list[ViewRecipe]:
+    """The recipe of each view a step draws: the 2 global views, then the local crops."""
+    return [preset.recipe(k) for k in range(2 + config.local_crops)]
+
+
 class ViewBatches:
-    """This rank's two views of the global batch at a step."""
+    """This rank's views of the global batch at a step: 2 global, then any local crops."""
 
     def __init__(
         self,
@@ -48,7 +53,7 @@ class ViewBatches:
         self.labels = labels
         """Every stored image's label (labelled folders), for ``local_labels``."""
         self.config = config
-        self.recipes = [preset.recipe(0), preset.recipe(1)]
+        self.recipes = view_recipes(preset, config)
         self.runtime = runtime
         self.steps_per_epoch = steps_per_epoch
         self._order: tuple[int, torch.Tensor] | None = None
@@ -112,7 +117,7 @@ def standardised(views: list[torch.Tensor], config: TrainingConfig) -> list[torc
 
 
 class ShardBatches:
-    """This rank's two views of the global batch at a step, streamed from WebDataset shards.
+    """This rank's views of the global batch at a step, streamed from WebDataset shards.
 
     The global batch at step s holds, for each canonical stream c in order, that stream's
     samples [s' g, (s' + 1) g) of the epoch (s' the step within the epoch, g = batch / C);
@@ -131,7 +136,7 @@ class ShardBatches:
     ) -> None:
         self.streams = streams
         self.config = config
-        self.recipes = [preset.recipe(0), preset.recipe(1)]
+        self.recipes = view_recipes(preset, config)
         self.runtime = runtime
         self.steps_per_epoch = steps_per_epoch
         per_rank = streams.streams // runtime.world_size

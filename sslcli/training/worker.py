@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +42,7 @@ def train_worker(
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
     from sslcli.methods import METHODS
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import backbone_options, build_backbone
     from sslcli.runs.layout import versioned, write_result
     from sslcli.training.config import RESUME_KEYS
     from sslcli.training.observers import CollapseWatch, EpochEvaluation, ProbeTraining
@@ -55,10 +55,14 @@ def train_worker(
             "put each class's images in a sub-folder of its own, or leave out --online-probe",
         )
 
-    backbone = BACKBONES.create(config.backbone, small_images=config.small_images)
+    backbone = build_backbone(config.backbone, backbone_options(config.as_dict()))
     if config.init is not None and resume is None:
         _start_from_encoder(backbone, config.init)
-    method = METHODS.create(config.method)(backbone, **config.method_options)
+    method_class = METHODS.create(config.method)
+    config = replace(
+        config, method_options=method_class.options_for_data(config.method_options, data.count)
+    )
+    method = method_class(backbone, **config.method_options)
     steps_per_epoch = data.steps_per_epoch
     schedule = Schedule(
         steps_per_epoch=steps_per_epoch,
@@ -68,9 +72,12 @@ def train_worker(
         global_batch=config.batch_size,
         checkpoint_every=config.checkpoint_every or steps_per_epoch,
         log_every=max(1, min(10, steps_per_epoch)),
+        weight_decay=config.weight_decay,
+        final_weight_decay=config.final_weight_decay,
     )
     changes = {"size": config.size, **config.view_changes}
-    preset = customise(PRESETS.create(config.preset), changes, {})
+    local = {} if config.local_size is None else {"size": config.local_size}
+    preset = customise(PRESETS.create(config.preset), changes, local)
     batches = data.batches(preset)
     probe = None
     if data.labelled and config.online_probe:
@@ -126,6 +133,8 @@ class _TrainingData:
 
     classes: list[str]
     labelled: bool
+    count: int
+    """The number of training images."""
     steps_per_epoch: int
     batches: Callable[[Preset], ViewBatches | ShardBatches]
     evaluation: LabelledImages | None
@@ -177,6 +186,7 @@ def _folder_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
     return _TrainingData(
         classes=folder.classes,
         labelled=labels is not None,
+        count=count,
         steps_per_epoch=steps_per_epoch,
         batches=lambda preset: ViewBatches(
             stored, config, preset, runtime, steps_per_epoch, labels
@@ -208,6 +218,7 @@ def _shard_data(manifest_file: Path, config: TrainingConfig, runtime: Runtime) -
     return _TrainingData(
         classes=manifest.classes,
         labelled=bool(manifest.classes),
+        count=manifest.count,
         steps_per_epoch=steps_per_epoch,
         batches=lambda preset: ShardBatches(streams, config, preset, runtime, steps_per_epoch),
         evaluation=None,
@@ -342,6 +353,8 @@ def _export_encoder(backbone: torch.nn.Module, config: TrainingConfig, run_dir: 
     description = {
         "backbone": config.backbone,
         "small_images": config.small_images,
+        "patch_size": config.patch_size,
+        "drop_path": config.drop_path,
         "out_dim": backbone.out_dim,
         "image_size": config.size,
         "mean": config.mean,

@@ -60,7 +60,17 @@ def test_models_lists_the_registries_as_json() -> None:
     assert text_models[0] == "sslcli-minilm-mlm"
     assert {"bert", "roberta", "distilbert"} <= set(text_models)
     methods = [entry["name"] for entry in listing["ssl_methods"]]
-    assert methods == ["simclr", "barlow", "byol", "moco", "simsiam", "vicreg", "latent"]
+    assert methods == [
+        "simclr",
+        "barlow",
+        "byol",
+        "moco",
+        "simsiam",
+        "vicreg",
+        "dino",
+        "lejepa",
+        "latent",
+    ]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}
     assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal", "digits"}
 

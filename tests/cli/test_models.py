@@ -20,10 +20,10 @@ def _number(value: float) -> str:
 def latent_truth() -> dict[str, str]:
     """What the latent method really does by default, read from its class and a built model."""
     from sslcli.methods.latent import LatentPredictive
-    from sslcli.models.backbones import BACKBONES
+    from sslcli.models.backbones import BackboneOptions, build_backbone
 
     parameters = inspect.signature(LatentPredictive).parameters
-    built = LatentPredictive(BACKBONES.create("tiny-cnn", small_images=True))
+    built = LatentPredictive(build_backbone("tiny-cnn", BackboneOptions()))
     widths = [layer.out_features for layer in built.projector if isinstance(layer, nn.Linear)]
     return {
         "target": parameters["target"].default,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
-from sslcli.engine.contract import StepOutput
+from sslcli.engine.contract import Clock, StepOutput
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
@@ -28,6 +28,12 @@ class Runaway(nn.Module):
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         loss = -torch.exp(SCALE * self.w) + 0 * views[0].sum()
         return StepOutput(loss, views[0].detach())
+
+    def begin_step(self, clock: Clock) -> None:
+        pass
+
+    def prepare_gradients(self, clock: Clock) -> None:
+        pass
 
     def after_step(self, progress: float) -> None:
         pass

@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from sslcli.methods.latent import Z_BOUND, LatentPredictive
-from sslcli.models.backbones import BACKBONES
+from sslcli.models.backbones import BackboneOptions, build_backbone
 from tests.methods.training import losses_over_steps
 
 
 def _method(**options: object) -> LatentPredictive:
     torch.manual_seed(0)
     options = {"hidden_dim": 32, "projection_dim": 16, "latent_dim": 4, **options}
-    return LatentPredictive(BACKBONES.create("tiny-cnn"), **options)
+    return LatentPredictive(build_backbone("tiny-cnn", BackboneOptions()), **options)
 
 
 def _pairs(count: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

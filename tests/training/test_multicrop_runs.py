@@ -1,0 +1,84 @@
+"""DINO and LeJEPA end to end on real digits: ViTs, 2 global + local crops of another size,
+their settings recorded, exact resume across the schedules they keep themselves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from sslcli.cli.app import app
+from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
+from tests.conftest import copy_digits
+
+runner = CliRunner()
+
+
+def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
+    return [
+        "--backbone", "vit-tiny", "--patch-size", "4", "--size", "16", "--batch-size", "16",
+        "--epochs", "2", "--local-crops", "2", "--gpus", "0",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / out),
+        "--projector-hidden-dim", "64", "--projector-dim", "32", "--checkpoint-every", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    return copy_digits(tmp_path / "digits")
+
+
+@pytest.mark.parametrize("method", ["dino", "lejepa"])
+def test_a_multi_crop_run_records_its_views_and_resumes_exactly(
+    digits: Path, tmp_path: Path, method: str
+) -> None:
+    options = _options(tmp_path, "run", "--method", method, "--json")
+    result = runner.invoke(app, ["train-siamese", str(digits), *options])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 4
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["preset"], config["local_crops"], config["local_size"]) == ("dino", 2, 8)
+    assert (config["patch_size"], config["optimizer"]) == (4, "adamw")
+    final = load_checkpoint(resolve_resume(run))
+    if method == "dino":
+        # the prototype count follows the data (32 images: the least, 1024), and the weight
+        # decay rises from 0.04 on its cosine
+        assert final.config["method_options"]["prototypes"] == 1024
+        assert final.weights["center"].shape == (1, 1024)
+        decays = [m["weight_decay"] for m in map(json.loads, (run / "metrics.jsonl").open())
+                  if "weight_decay" in m]  # fmt: skip
+        assert decays[0] > 0.04 and decays == sorted(decays)
+    # the view sheet: each image, its 2 global views and its 2 local ones
+    with Image.open(run / "views.png") as sheet:
+        assert sheet.width == 4 + 5 * (128 + 4)
+    # resume from step 3: the last step (epoch 2: teacher temperature, unfrozen last layer,
+    # the centre, SIGReg's directions of step 3) is trained again to the same weights
+    shutil.copytree(run, tmp_path / "again")
+    (tmp_path / "again" / "checkpoints" / "latest").write_text("step-00000003\n")
+    shutil.rmtree(tmp_path / "again" / "checkpoints" / "step-00000004")
+    resumed = runner.invoke(app, ["train-siamese", "--resume", str(tmp_path / "again")])
+    assert resumed.exit_code == 0, resumed.output
+    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
+    assert set(again) == set(final.weights)
+    for name, tensor in final.weights.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_local_crops_are_refused_where_they_do_not_apply(digits: Path, tmp_path: Path) -> None:
+    refused = runner.invoke(
+        app, ["train-siamese", str(digits), *_options(tmp_path, "a", "--method", "simclr")]
+    )
+    assert refused.exit_code == 2
+    assert "simclr takes 2 views, without local crops" in refused.stderr
+    odd = _options(tmp_path, "b", "--method", "dino", "--local-size", "10")
+    refused = runner.invoke(app, ["train-siamese", str(digits), *odd])
+    assert refused.exit_code == 2
+    assert "--local-size 10 must be a multiple of --patch-size 4" in refused.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
