@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from benchmarks.siamese_quality import Digits
-from sslcli.models.backbones import BACKBONES
+from sslcli.models.backbones import BackboneOptions, build_backbone
 
 BATCH, SIZE, LR, WEIGHT_DECAY, WIDTH = 256, 32, 0.002, 1e-4, 1024
 METHODS = {
@@ -124,7 +124,7 @@ def lightly_run(name: str, train_dir: Path, epochs: int, seed: int) -> tuple[nn.
 
     loader = torch.utils.data.DataLoader(Views(), batch_size=BATCH, shuffle=True, drop_last=True)
     torch.manual_seed(seed)
-    backbone = BACKBONES.create("tiny-cnn")
+    backbone = build_backbone("tiny-cnn", BackboneOptions())
     model, step_loss = lightly_method(name, backbone)
     lr = LR * BATCH / 256
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
@@ -158,7 +158,7 @@ def sslcli_run(
     # every logged window, the first included as lightly's figure includes its start:
     # equal windows of steps, so the harmonic mean is the images over the total step time
     speeds = [r["images_per_s"] for r in records if "images_per_s" in r]
-    backbone = BACKBONES.create("tiny-cnn")
+    backbone = build_backbone("tiny-cnn", BackboneOptions())
     backbone.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
     return backbone, len(speeds) / sum(1 / speed for speed in speeds)
 

@@ -50,7 +50,7 @@ from sslcli.data.folder import scan_image_folder
 from sslcli.engine.runtime import make_runtime
 from sslcli.eval.features import extract_features
 from sslcli.eval.knn import knn_accuracy
-from sslcli.models.backbones import BACKBONES
+from sslcli.models.backbones import backbone_options, build_backbone
 
 DIGIT = 20
 SIZE = 32
@@ -175,11 +175,17 @@ def main() -> None:
     print(f"raw pixels ({SIZE} px)          kNN {raw:.3f}")
 
     options = args.train_options or ["--backbone", "tiny-cnn"]
-    backbone_name = (
-        options[options.index("--backbone") + 1] if "--backbone" in options else "resnet18"
-    )
+
+    def given(flag: str, default: str | None) -> str | None:
+        return options[options.index(flag) + 1] if flag in options else default
+
+    backbone_name = given("--backbone", "resnet18")
+    patch = given("--patch-size", None)
+    settings = {"size": SIZE, "small_images": True, "patch_size": patch and int(patch)}
+    if backbone_name.startswith("vit-") and patch is None:
+        settings["patch_size"] = 4
     torch.manual_seed(0)
-    random = digits.knn(BACKBONES.create(backbone_name, small_images=True))
+    random = digits.knn(build_backbone(backbone_name, backbone_options(settings)))
     print(f"random-init {backbone_name:<14} kNN {random:.3f}")
 
     # a name of its own even when several runs start in the same second
@@ -191,7 +197,7 @@ def main() -> None:
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     minutes = (time.perf_counter() - started) / 60
     encoder = json.loads((run / "encoder" / "config.json").read_text())
-    trained = BACKBONES.create(encoder["backbone"], small_images=encoder["small_images"])
+    trained = build_backbone(encoder["backbone"], backbone_options(encoder))
     trained.load_state_dict(load_file(run / "encoder" / "model.safetensors"))
     ours = digits.knn(trained)
     print(

@@ -32,7 +32,7 @@ from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
 from sslcli.methods import METHODS
-from sslcli.models.backbones import BACKBONES
+from sslcli.models.backbones import backbone_options, build_backbone
 from sslcli.training.config import RESUME_KEYS, TrainingRequest, resolve_config
 from sslcli.training.views import ViewBatches
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
     epochs = -(-(args.steps + args.warmup + 1) // steps_per_epoch)
     schedule = Schedule(steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6)
     method = METHODS.create(args.method)(
-        BACKBONES.create(args.backbone, small_images=config.small_images), **config.method_options
+        build_backbone(args.backbone, backbone_options(config.as_dict())), **config.method_options
     )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(
