@@ -9,6 +9,8 @@ prints the share of a training step that the inner z optimisation costs:
 1 - (images/s with the z steps) / (images/s without them).
 
 Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
+     python benchmarks/siamese_speed.py --method dino --backbone vit-small --size 224
+         --data PHOTOS --batch-size 64 [--device cuda --precision bf16]
      python benchmarks/siamese_speed.py --device cuda --backbone resnet50 --size 224
      python benchmarks/siamese_speed.py --method latent --backbone tiny-cnn --size 32
          [--target ema]
@@ -26,8 +28,8 @@ from pathlib import Path
 import torch
 
 from sslcli.augment.presets import PRESETS, customise
-from sslcli.data.cache import decode_once
 from sslcli.data.folder import scan_image_folder
+from sslcli.data.store import open_store
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
 from sslcli.engine.trainer import Schedule, Trainer
@@ -71,18 +73,23 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
     request = TrainingRequest(
         data=str(args.data), method=args.method, backbone=args.backbone, size=args.size,
         small_images=None, preset=args.preset, view_changes={}, epochs=1,
+        patch_size=args.patch_size, local_crops=args.local_crops,
         batch_size=args.batch_size, optimizer=None, lr_per_256=None, weight_decay=None,
         warmup_epochs=0, method_options=method_options, seed=0, precision=args.precision,
         knn_every=10**6, eval_dir=None, online_probe=False, checkpoint_every=10**9,
         stop_on_collapse=False, strict=False, cache_dir=str(args.cache_dir),
     )  # fmt: skip
     config = resolve_config(request, 1)
-    decoded = decode_once(scan_image_folder(args.data).paths, args.size, args.cache_dir)
-    steps_per_epoch = len(decoded.kept) // args.batch_size
+    stored = open_store(scan_image_folder(args.data).paths, config.store_size, args.cache_dir)
+    steps_per_epoch = len(stored.kept) // args.batch_size
     epochs = -(-(args.steps + args.warmup + 1) // steps_per_epoch)
-    schedule = Schedule(steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6)
+    schedule = Schedule(
+        steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6,
+        config.weight_decay, config.final_weight_decay,
+    )  # fmt: skip
+    options = METHODS.create(args.method).options_for_data(config.method_options, len(stored.kept))
     method = METHODS.create(args.method)(
-        build_backbone(args.backbone, backbone_options(config.as_dict())), **config.method_options
+        build_backbone(args.backbone, backbone_options(config.as_dict())), **options
     )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(
@@ -94,8 +101,9 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
             config.as_dict(),
             RESUME_KEYS,
         )
-        preset = customise(PRESETS.create(args.preset), {"size": args.size}, {})
-        views = ViewBatches(decoded.pixels, config, preset, runtime, steps_per_epoch)
+        local = {} if config.local_size is None else {"size": config.local_size}
+        preset = customise(PRESETS.create(config.preset), {"size": args.size}, local)
+        views = ViewBatches(stored, config, preset, runtime, steps_per_epoch)
         if ceiling:
             fixed = [view.clone() for view in views(0)]
             timed = _Timed(lambda step: fixed, args.warmup, runtime.device)
@@ -109,7 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DIGITS)
     parser.add_argument("--method", default="simclr", choices=METHODS.names())
-    parser.add_argument("--preset", default="simclr", choices=PRESETS.names())
+    parser.add_argument("--preset", choices=PRESETS.names(), help="[default: the method's]")
+    parser.add_argument("--patch-size", type=int, help="ViTs [default: 16, 4 at <= 64 px]")
+    parser.add_argument("--local-crops", type=int, help="dino, lejepa [default: 6]")
     parser.add_argument("--backbone", default="tiny-cnn")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--projector-hidden-dim", type=int, help="[default: the method's]")

@@ -109,6 +109,14 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
+    mask_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="ibot: the largest share of a global crop's patches masked; the masked "
+            "shares spread from 0.1 to it \\[default: 0.5].",
+            show_default=False,
+        ),
+    ] = None,
     sigreg_weight: Annotated[
         float | None,
         typer.Option(
@@ -176,6 +184,7 @@ def train_siamese(
             prototypes=prototypes,
             teacher_temp=teacher_temp,
             sigreg_weight=sigreg_weight,
+            mask_ratio=mask_ratio,
         ),
         seed=seed,
         precision=precision,

@@ -99,6 +99,18 @@ def dino() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "ibot",
+    "iBOT on DINO (DINOv2's two losses): DINO, plus the student's blockwise-masked patches "
+    "(half of the global crops, 10-50% of their patches; --mask-ratio) predicting the "
+    "teacher's at the same patches, through the same head; ViTs only",
+)
+def ibot() -> type[SSLMethod]:
+    from sslcli.methods.ibot import IBOT
+
+    return IBOT
+
+
+@METHODS.register(
     "lejepa",
     "LeJEPA: 2 global + local crops (dino preset), views predict the global views' mean, "
     "SIGReg (Epps-Pulley on 1024 random directions a step) makes embeddings isotropic "

@@ -65,6 +65,8 @@ class SSLMethod(nn.Module):
     defaults: TrainingDefaults
     multi_crop: bool = False
     """Whether it takes local crops after its 2 global views (DINO's multi-crop)."""
+    needs_patches: bool = False
+    """Whether it works on a ViT's patch tokens (iBOT's masking)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()

@@ -55,6 +55,7 @@ _METHOD_OPTIONS = {
     "prototypes": ("--prototypes", _positive),
     "teacher_temp": ("--teacher-temp", _positive),
     "sigreg_weight": ("--sigreg-weight", _fraction),
+    "mask_ratio": ("--mask-ratio", _fraction),
 }
 RESUME_KEYS = (
     "method",
@@ -336,6 +337,11 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     )
     check_backbone(request.backbone, options)
     method = METHODS.create(request.method)
+    if method.needs_patches and not request.backbone.startswith("vit-"):
+        raise usage_error(
+            f"{request.method} masks the patches of a ViT, and {request.backbone} has none",
+            "train it with --backbone vit-tiny, vit-small or vit-base",
+        )
     defaults = method.defaults
     preset_name = request.preset or defaults.preset
     preset = PRESETS.create(preset_name)

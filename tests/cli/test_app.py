@@ -68,6 +68,7 @@ def test_models_lists_the_registries_as_json() -> None:
         "simsiam",
         "vicreg",
         "dino",
+        "ibot",
         "lejepa",
         "latent",
     ]

@@ -7,7 +7,8 @@ target on its schedule; DINO and LeJEPA on a ViT with 2 local crops of another s
 with its EMA teacher, its centre, its teacher-temperature warm-up, its last layer frozen for
 the first epoch and its weight-decay cosine (a centre averaged over one process's batch, or
 SIGReg's sums left local or all-reduced without their gradient, as lightly's issue 1920 had
-it, each fail here). The 1-process runs are the real command line. The 2-process runs
+it, each fail here); iBOT on DINO with the masks of the global batch dealt to the processes
+and its patch centre. The 1-process runs are the real command line. The 2-process runs
 take the request that command line built, resolved for 2 processes as ``--cpu-procs 2``
 resolves it, and run the same worker in ONE group of 2 spawned processes, every method in
 turn: a spawn per method would cost more than the training.
@@ -71,6 +72,19 @@ RUNS = {
         "train-siamese",
         "--method",
         "dino",
+        *VIT,
+        "--prototypes",
+        "64",
+        "--projector-hidden-dim",
+        "64",
+        "--projector-dim",
+        "32",
+    ),
+    # iBOT on DINO: the global batch's masks dealt to the processes, the patch centre
+    "ibot": (
+        "train-siamese",
+        "--method",
+        "ibot",
         *VIT,
         "--prototypes",
         "64",

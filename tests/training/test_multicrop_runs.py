@@ -34,7 +34,7 @@ def digits(tmp_path: Path) -> Path:
     return copy_digits(tmp_path / "digits")
 
 
-@pytest.mark.parametrize("method", ["dino", "lejepa"])
+@pytest.mark.parametrize("method", ["dino", "ibot", "lejepa"])
 def test_a_multi_crop_run_records_its_views_and_resumes_exactly(
     digits: Path, tmp_path: Path, method: str
 ) -> None:
@@ -47,7 +47,7 @@ def test_a_multi_crop_run_records_its_views_and_resumes_exactly(
     assert (config["preset"], config["local_crops"], config["local_size"]) == ("dino", 2, 8)
     assert (config["patch_size"], config["optimizer"]) == (4, "adamw")
     final = load_checkpoint(resolve_resume(run))
-    if method == "dino":
+    if method in ("dino", "ibot"):
         # the prototype count follows the data (32 images: the least, 1024), and the weight
         # decay rises from 0.04 on its cosine
         assert final.config["method_options"]["prototypes"] == 1024
@@ -81,4 +81,9 @@ def test_local_crops_are_refused_where_they_do_not_apply(digits: Path, tmp_path:
     refused = runner.invoke(app, ["train-siamese", str(digits), *odd])
     assert refused.exit_code == 2
     assert "--local-size 10 must be a multiple of --patch-size 4" in refused.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    cnn = _options(tmp_path, "c", "--method", "ibot", "--backbone", "tiny-cnn")
+    cnn[2:4] = []  # without --patch-size 4
+    refused = runner.invoke(app, ["train-siamese", str(digits), *cnn])
+    assert refused.exit_code == 2
+    assert "ibot masks the patches of a ViT, and tiny-cnn has none" in refused.stderr
+    assert not any((tmp_path / name).exists() for name in "abc")
