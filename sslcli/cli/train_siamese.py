@@ -117,6 +117,14 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="distill: the frozen encoder to learn from: an sslcli run or encoder folder, "
+            "or a transformers vision model folder.",
+            show_default=False,
+        ),
+    ] = None,
     sigreg_weight: Annotated[
         float | None,
         typer.Option(
@@ -185,6 +193,7 @@ def train_siamese(
             teacher_temp=teacher_temp,
             sigreg_weight=sigreg_weight,
             mask_ratio=mask_ratio,
+            teacher=teacher,
         ),
         seed=seed,
         precision=precision,

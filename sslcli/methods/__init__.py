@@ -124,6 +124,18 @@ def lejepa() -> type[SSLMethod]:
 
 
 @METHODS.register(
+    "distill",
+    "distillation from a frozen teacher (--teacher RUN_OR_FOLDER): a linear projection of the "
+    "student's features regresses the teacher's by MSE (LightlyTrain's distillationv2); "
+    "LARS, lr 1.5 per 256, wd 1e-6",
+)
+def distill() -> type[SSLMethod]:
+    from sslcli.methods.distill import Distill
+
+    return Distill
+
+
+@METHODS.register(
     "latent",
     "latent-variable predictive architecture (train-latent): predictor g(s_x, z) with a "
     "regularised latent z inferred by gradient steps; target the other view's embedding "

@@ -67,6 +67,8 @@ class SSLMethod(nn.Module):
     """Whether it takes local crops after its 2 global views (DINO's multi-crop)."""
     needs_patches: bool = False
     """Whether it works on a ViT's patch tokens (iBOT's masking)."""
+    takes_teacher: bool = False
+    """Whether it learns from a frozen teacher given at training time (``teach_with``)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()

@@ -37,6 +37,10 @@ def _regulariser(value: Any) -> str | None:
     return None if value in ("l2", "l1") else "must be l2 or l1"
 
 
+def _named(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "must name a model"
+
+
 def _latent_target(value: Any) -> str | None:
     return None if value in ("online", "ema") else "must be online or ema"
 
@@ -56,6 +60,7 @@ _METHOD_OPTIONS = {
     "teacher_temp": ("--teacher-temp", _positive),
     "sigreg_weight": ("--sigreg-weight", _fraction),
     "mask_ratio": ("--mask-ratio", _fraction),
+    "teacher": ("--teacher", _named),
 }
 RESUME_KEYS = (
     "method",
@@ -291,6 +296,23 @@ def _local_crops(
     return crops, size
 
 
+def _teacher(name: str | None) -> str:
+    """``--teacher``: an existing folder, made absolute (a resumed run may start elsewhere),
+    or a hub id as given."""
+    from sslcli.engine.hub import looks_like_hub_id
+
+    if name is None:
+        raise usage_error(
+            "--method distill learns from a teacher: give --teacher RUN_OR_FOLDER",
+            "an sslcli run or encoder folder, or a transformers vision model folder",
+        )
+    if Path(name).exists():
+        return str(Path(name).resolve())
+    if looks_like_hub_id(name):
+        return name
+    raise usage_error(f"no such teacher: {name}", "give a run folder or a model folder")
+
+
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     """Fill method defaults, scale the learning rate to the global batch, validate."""
     from sslcli.augment.presets import PRESETS
@@ -343,6 +365,9 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
             "train it with --backbone vit-tiny, vit-small or vit-base",
         )
     defaults = method.defaults
+    method_given = dict(request.method_options)
+    if method.takes_teacher:
+        method_given["teacher"] = _teacher(request.method_options.get("teacher"))
     preset_name = request.preset or defaults.preset
     preset = PRESETS.create(preset_name)
     local_crops, local_size = _local_crops(
@@ -360,7 +385,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     # a later version changes a default (energy, resume and eval rebuild it from them)
     method_options = {
         name: parameter.default for name, parameter in accepted.items() if name in _METHOD_OPTIONS
-    } | request.method_options
+    } | method_given
     optimizer = request.optimizer or defaults.optimizer
     if optimizer not in OPTIMIZERS:
         raise usage_error(

@@ -59,10 +59,17 @@ def train_worker(
     if config.init is not None and resume is None:
         _start_from_encoder(backbone, config.init)
     method_class = METHODS.create(config.method)
-    config = replace(
-        config, method_options=method_class.options_for_data(config.method_options, data.count)
-    )
+    options = method_class.options_for_data(config.method_options, data.count)
+    teacher = None
+    if method_class.takes_teacher:
+        from sslcli.training.teacher import load_teacher
+
+        teacher = load_teacher(options["teacher"], config.mean, config.std)
+        options = options | {"teacher_dim": teacher.feature_dim()}
+    config = replace(config, method_options=options)
     method = method_class(backbone, **config.method_options)
+    if teacher is not None:
+        method.teach_with(teacher)
     steps_per_epoch = data.steps_per_epoch
     schedule = Schedule(
         steps_per_epoch=steps_per_epoch,

@@ -70,6 +70,7 @@ def test_models_lists_the_registries_as_json() -> None:
         "dino",
         "ibot",
         "lejepa",
+        "distill",
         "latent",
     ]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}

@@ -8,7 +8,8 @@ with its EMA teacher, its centre, its teacher-temperature warm-up, its last laye
 the first epoch and its weight-decay cosine (a centre averaged over one process's batch, or
 SIGReg's sums left local or all-reduced without their gradient, as lightly's issue 1920 had
 it, each fail here); iBOT on DINO with the masks of the global batch dealt to the processes
-and its patch centre. The 1-process runs are the real command line. The 2-process runs
+and its patch centre; distillation from a teacher trained here. The 1-process runs are the
+real command line. The 2-process runs
 take the request that command line built, resolved for 2 processes as ``--cpu-procs 2``
 resolves it, and run the same worker in ONE group of 2 spawned processes, every method in
 turn: a spawn per method would cost more than the training.
@@ -110,6 +111,8 @@ RUNS = {
         "--projector-dim",
         "16",
     ),
+    # distillation from the SimCLR run above (trained first: the runs go in this order)
+    "distill": ("train-siamese", "--method", "distill", "--teacher", "SIMCLR_RUN"),
     "latent-online": ("train-latent", *SMALL_HEADS, "--target", "online"),
     "latent-ema": ("train-latent", *SMALL_HEADS, "--target", "ema"),
 }
@@ -195,6 +198,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--gpus", "0", "--cache-dir", str(work / "cache"),
                     "--out", str(work / name / "one"),
                 ]  # fmt: skip
+                extra = [str(work / "simclr" / "one") if e == "SIMCLR_RUN" else e for e in extra]
                 result = CliRunner().invoke(app, [command, str(digits), *options, *extra])
                 assert result.exit_code == 0, result.output
         finally:
