@@ -3,8 +3,6 @@ recipe does to gradients (clipping, the frozen prototype layer)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -19,6 +17,7 @@ from sslcli.methods.dino import (
 )
 from sslcli.models.backbones import BackboneOptions, build_backbone
 from sslcli.models.heads import DINOHead
+from tests.methods.formulas import centred_cross_entropy
 
 
 def _direct_loss(student, teacher, center, tau_t, tau_s) -> float:
@@ -30,17 +29,10 @@ def _direct_loss(student, teacher, center, tau_t, tau_s) -> float:
         for v, s_view in enumerate(student):
             if v == i:
                 continue
-            pair = 0.0
-            for n in range(len(t_view)):
-                t = [
-                    (a - c) / tau_t
-                    for a, c in zip(t_view[n].tolist(), center[0].tolist(), strict=True)
-                ]
-                s = [a / tau_s for a in s_view[n].tolist()]
-                t_norm = math.log(sum(math.exp(a) for a in t))
-                s_norm = math.log(sum(math.exp(a) for a in s))
-                p_t = [math.exp(a - t_norm) for a in t]
-                pair += -sum(p * (b - s_norm) for p, b in zip(p_t, s, strict=True))
+            pair = sum(
+                centred_cross_entropy(t_view[n], s_view[n], center[0], tau_t, tau_s)
+                for n in range(len(t_view))
+            )
             total += pair / len(t_view)
             pairs += 1
     return total / pairs

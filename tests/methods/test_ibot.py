@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -12,6 +10,7 @@ from sslcli.engine.contract import Clock
 from sslcli.methods.ibot import IBOT, masked_patch_loss
 from sslcli.models.backbones import BackboneOptions, build_backbone
 from sslcli.models.tokens import masked_tokens
+from tests.methods.formulas import centred_cross_entropy
 
 
 def test_half_of_the_crops_are_masked_with_shares_spread_over_the_range() -> None:
@@ -59,19 +58,11 @@ def _direct_patch_loss(student, teacher, masks, center, tau_t, tau_s) -> float:
     total, row = 0.0, 0
     for crop in masks:
         patches = int(crop.sum())
-        crop_total = 0.0
-        for _ in range(patches):
-            t = [
-                (a - c) / tau_t
-                for a, c in zip(teacher[row].tolist(), center[0].tolist(), strict=True)
-            ]
-            s = [a / tau_s for a in student[row].tolist()]
-            t_norm = math.log(sum(math.exp(a) for a in t))
-            s_norm = math.log(sum(math.exp(a) for a in s))
-            crop_total += -sum(
-                math.exp(a - t_norm) * (b - s_norm) for a, b in zip(t, s, strict=True)
-            )
-            row += 1
+        crop_total = sum(
+            centred_cross_entropy(teacher[k], student[k], center[0], tau_t, tau_s)
+            for k in range(row, row + patches)
+        )
+        row += patches
         total += crop_total / max(patches, 1)
     return total / len(masks)
 

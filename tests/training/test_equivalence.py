@@ -60,6 +60,7 @@ from tests.conftest import copy_digits
 SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
 VIT = ("--backbone", "vit-tiny", "--patch-size", "4", "--local-crops", "2", "--optimizer", "adamw")
 """Given after the common options below: the later value of an option is the one taken."""
+SMALL_DINO_HEAD = ("--prototypes", "64", "--projector-hidden-dim", "64", "--projector-dim", "32")
 RUNS = {
     "simclr": ("train-siamese", "--method", "simclr", *SMALL_HEADS),
     "moco": ("train-siamese", "--method", "moco", *SMALL_HEADS),
@@ -69,31 +70,9 @@ RUNS = {
     "vicreg": ("train-siamese", "--method", "vicreg", *SMALL_HEADS),
     # ViTs (patch 4) with 2 global 16 px + 2 local 8 px crops, AdamW, the teacher's
     # temperature warm-up, its frozen last layer and the weight-decay cosine crossed
-    "dino": (
-        "train-siamese",
-        "--method",
-        "dino",
-        *VIT,
-        "--prototypes",
-        "64",
-        "--projector-hidden-dim",
-        "64",
-        "--projector-dim",
-        "32",
-    ),
+    "dino": ("train-siamese", "--method", "dino", *VIT, *SMALL_DINO_HEAD),
     # iBOT on DINO: the global batch's masks dealt to the processes, the patch centre
-    "ibot": (
-        "train-siamese",
-        "--method",
-        "ibot",
-        *VIT,
-        "--prototypes",
-        "64",
-        "--projector-hidden-dim",
-        "64",
-        "--projector-dim",
-        "32",
-    ),
+    "ibot": ("train-siamese", "--method", "ibot", *VIT, *SMALL_DINO_HEAD),
     # SGD: the ViT's last LayerNorm bias reaches the loss through the projector's BatchNorm
     # alone, which removes it, so its gradient is rounding, and AdamW's steps of about the
     # learning rate whatever the gradient's size make that rounding a random walk
