@@ -35,8 +35,9 @@ Size = Annotated[
 Space = Annotated[
     str | None,
     typer.Option(
-        help="Embeddings after the projection head (projector) or the backbone's features "
-        "(backbone) \\[default: projector when the model has one].",
+        help="Embeddings after the projection head (projector), the backbone's features "
+        "(backbone), or a ViT's patch tokens averaged (patch) \\[default: projector when the "
+        "model has one].",
         show_default=False,
     ),
 ]
@@ -44,8 +45,9 @@ BackboneSpace = Annotated[
     str | None,
     typer.Option(
         "--space",
-        help="The backbone's features (backbone), the representation used downstream, or the "
-        "embeddings after the projection head (projector) \\[default: backbone].",
+        help="The backbone's features (backbone; a ViT's class token), the representation "
+        "used downstream, the embeddings after the projection head (projector), or a ViT's "
+        "patch tokens averaged (patch) \\[default: backbone].",
         show_default=False,
     ),
 ]

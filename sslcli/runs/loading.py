@@ -33,8 +33,21 @@ from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 if TYPE_CHECKING:
     from sslcli.methods.latent import LatentPredictive
 
-SPACES = ("projector", "backbone")
-"""Where embeddings are read: after the projection head, or the backbone's features."""
+SPACES = ("projector", "backbone", "patch")
+"""Where embeddings are read: after the projection head, the backbone's features (a ViT's
+class token), or a ViT's patch tokens averaged."""
+
+
+class _PatchMean(nn.Module):
+    """A ViT's patch tokens (after its last norm, without the class token) averaged: timm's
+    ``global_pool="avg"``, the half of DINOv2's linear-probe input beside the class token."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(images)[:, self.vit.num_prefix_tokens :].mean(dim=1)
 
 
 @dataclass
@@ -65,6 +78,13 @@ class TrainedModel:
             raise usage_error(f"unknown space {space!r}", f"choose one of {', '.join(SPACES)}")
         if space == "backbone":
             return self.backbone.eval()
+        if space == "patch":
+            if not hasattr(self.backbone, "num_prefix_tokens"):
+                raise usage_error(
+                    f"{self.description} has no patch tokens",
+                    "--space patch reads a ViT's (vit-tiny, vit-small, vit-base)",
+                )
+            return _PatchMean(self.backbone).eval()
         if self.projector is None:
             raise usage_error(
                 f"{self.description} has no projection head",

@@ -157,3 +157,26 @@ def test_a_diverged_model_is_an_error_naming_it(trained_run: Path, tmp_path: Pat
         said = " ".join(result.stderr.split())
         assert f"run {broken}" in said and "not finite" in said and "diverged" in said, said
         assert not out.exists()
+
+
+def test_a_vits_patch_space_is_its_patch_tokens_averaged(tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "01", 3)
+    out = tmp_path / "p.npy"
+    model = ["-m", "vit-tiny", "--size", "32", "--space", "patch"]
+    torch.manual_seed(3)  # a random backbone's weights come from torch's seed
+    result = _embed(tmp_path, str(digits), *model, "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dimensions"] == 192
+    names, rows = read_embeddings(out)
+    vit = load_model("vit-tiny", 32).backbone.eval()
+    stored = open_store([digits / name for name in names], 37, tmp_path / "cache")
+    batch = np.stack(
+        [square_resize(Image.fromarray(stored.pixels(i)), 32) for i in range(len(names))]
+    )
+    images = normalize(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255)
+    with torch.no_grad():
+        tokens = vit.forward_features(images)  # (N, 1 + 64, 192): the class token first
+    expected = tokens[:, 1:].mean(dim=1)
+    np.testing.assert_allclose(rows, expected.numpy(), rtol=1e-4, atol=1e-5)
+    cnn = _embed(tmp_path, str(digits), "-m", "tiny-cnn", "--space", "patch", "-o", "x.npy")
+    assert cnn.exit_code == 2 and "has no patch tokens" in cnn.stderr
