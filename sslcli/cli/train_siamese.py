@@ -97,7 +97,7 @@ def train_siamese(
     prototypes: Annotated[
         int | None,
         typer.Option(
-            help="dino: prototypes of the head's last layer \\[default: about one per 20 "
+            help="dino, ibot: prototypes of the head's last layer \\[default: about one per 20 "
             "images as a power of 2, from 1024 to 65536].",
             show_default=False,
         ),
@@ -105,7 +105,7 @@ def train_siamese(
     teacher_temp: Annotated[
         float | None,
         typer.Option(
-            help="dino: teacher temperature after its warm-up from 0.04 \\[default: 0.07].",
+            help="dino, ibot: teacher temperature after its warm-up from 0.04 \\[default: 0.07].",
             show_default=False,
         ),
     ] = None,

@@ -69,7 +69,7 @@ PresetName = Annotated[
     str | None,
     typer.Option(
         help="Augmentation preset of the views \\[default: the method's: dino (2 global + 6 "
-        "local crops) for dino and lejepa, else simclr].",
+        "local crops) for dino, ibot and lejepa, else simclr].",
         show_default=False,
     ),
 ]
@@ -77,7 +77,7 @@ PresetName = Annotated[
 LocalCrops = Annotated[
     int | None,
     typer.Option(
-        help="dino, lejepa: local crops after the 2 global views \\[default: the preset's, 6 "
+        help="dino, ibot, lejepa: local crops after the 2 global views \\[default: the preset's, 6 "
         "for dino].",
         show_default=False,
     ),

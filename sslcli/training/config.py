@@ -281,7 +281,7 @@ def _local_crops(
     if crops and not method.multi_crop:
         raise usage_error(
             f"{request.method} takes 2 views, without local crops",
-            "leave out --local-crops, or train with --method dino or lejepa",
+            "leave out --local-crops, or train with --method dino, ibot or lejepa",
         )
     if not crops:
         return 0, None
