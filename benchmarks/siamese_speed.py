@@ -91,6 +91,8 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
     method = METHODS.create(args.method)(
         build_backbone(args.backbone, backbone_options(config.as_dict())), **options
     )
+    if args.compile:
+        method.backbone.compile()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(
             runtime,
@@ -131,6 +133,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--compile", action="store_true", help="both runs with the backbone compiled"
+    )
     parser.add_argument("--precision", default="auto")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "sslcli-bench"
@@ -141,7 +146,8 @@ def main() -> None:
     method = f"latent, target {args.target or 'online'}" if args.method == "latent" else args.method
     print(
         f"{method} {args.backbone} {args.size}px batch {args.batch_size} on {args.device} "
-        f"({args.precision}): ceiling {ceiling:.1f} img/s, ours {ours:.1f} img/s, "
+        f"({args.precision}{', compiled' if args.compile else ''}): ceiling {ceiling:.1f} "
+        f"img/s, ours {ours:.1f} img/s, "
         f"ratio {ours / ceiling:.2f}"
     )
     if args.method == "latent":

@@ -12,6 +12,7 @@ from sslcli.cli.training import (
     Backbone,
     BatchSize,
     CheckpointEvery,
+    Compile,
     CpuProcs,
     Data,
     DropPath,
@@ -127,6 +128,7 @@ def train_latent(
     cpu_procs: CpuProcs = 1,
     threads: ShardThreads = None,
     precision: Precision = "auto",
+    compile: Compile = False,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = None,
@@ -205,6 +207,7 @@ def train_latent(
         shard_url=shard_url,
         patch_size=patch_size,
         drop_path=drop_path,
+        compile=compile,
         explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
     train_and_report(

@@ -124,6 +124,15 @@ WarmupEpochs = Annotated[
     ),
 ]
 
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile",
+        help="Run the backbone through torch.compile: the first steps compile it (a minute or "
+        "more), the others may run faster; on the CPU it needs a C++ compiler.",
+    ),
+]
+
 FinalWeightDecay = Annotated[
     float | None,
     typer.Option(

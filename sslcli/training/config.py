@@ -89,6 +89,7 @@ ADDED_LATER = (
     "local_crops",
     "local_size",
     "final_weight_decay",
+    "compile",
 )
 """Settings newer than some runs: a run's config without one resumes with the default (they
 concern packed shards, ViTs and multi-crop, which those runs did not use)."""
@@ -156,6 +157,8 @@ class TrainingRequest:
     """The local crops' side; None: ``default_local_size(size)``."""
     final_weight_decay: float | None = None
     """None: the method's (constant unless it schedules one)."""
+    compile: bool = False
+    """Compile the backbone with torch.compile."""
     explicit: frozenset[str] = frozenset()
     """The fields the user gave: on resume, the others come from the run's config."""
 
@@ -215,6 +218,8 @@ class TrainingConfig:
     """The side of the local crops (None: no local crops)."""
     final_weight_decay: float | None = None
     """The weight decay a cosine raises ``weight_decay`` to by the end (None: constant)."""
+    compile: bool = False
+    """Whether the backbone runs compiled (torch.compile; the weights are the same)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -454,4 +459,5 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         local_crops=local_crops,
         local_size=local_size,
         final_weight_decay=final_weight_decay,
+        compile=request.compile,
     )

@@ -70,6 +70,9 @@ def train_worker(
     method = method_class(backbone, **config.method_options)
     if teacher is not None:
         method.teach_with(teacher)
+    if config.compile:
+        _check_compiler(runtime)
+        backbone.compile()  # in place: the parameter names, and so the checkpoints, stay
     steps_per_epoch = data.steps_per_epoch
     schedule = Schedule(
         steps_per_epoch=steps_per_epoch,
@@ -260,6 +263,17 @@ def _warn(message: str) -> None:
     console = Console(stderr=True)
     console.print("warning:", style="yellow", end=" ")
     console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_compiler(runtime: Runtime) -> None:
+    """torch.compile on the CPU writes C++: refuse at once where no compiler is found."""
+    import shutil
+
+    if runtime.device.type == "cpu" and not any(map(shutil.which, ("c++", "g++", "clang++"))):
+        raise usage_error(
+            "--compile on the CPU needs a C++ compiler, and none is on PATH",
+            "install one (g++), or leave out --compile",
+        )
 
 
 def _start_from_encoder(backbone: torch.nn.Module, init: str) -> None:
