@@ -220,7 +220,8 @@ PER_CLASS = 20
 def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
     """ROC-AUC of each energy for positive (diagonal) vs negative pairs, one augmented view
     each: F and E(z=0) for a latent model (and its mean z-gap, absolute and as a share of
-    the mean E(z=0)), 1 - cosine of the projections for a joint-embedding one."""
+    the mean E(z=0)), 1 - cosine of the projections for a joint-embedding one (of the
+    backbone's features when it has no projector, as DINO)."""
     from sslcli.inference.energy import energy_matrices
     from sslcli.runs.loading import load_model
 
@@ -231,10 +232,10 @@ def energy_separation(run: Path, digits: Digits) -> dict[str, float]:
     model = load_model(str(run))
     runtime = make_runtime("cpu", "fp32", 0)
     latent = model.latent is not None
-    space = "latent" if latent else "projector"
+    space = "latent" if latent else model.default_space()  # DINO's head gives no embedding
     matrices = energy_matrices(model, pixels, pixels, runtime, space, views=1, seed=0)
     if not latent:
-        return {"1 - cos(projections)": _auc(matrices["energy"])}
+        return {f"1 - cos({space})": _auc(matrices["energy"])}
     return {
         "F": _auc(matrices["energy"]),
         "E(z=0)": _auc(matrices["energy_at_zero"]),
