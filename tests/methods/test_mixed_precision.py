@@ -5,7 +5,7 @@ import torch
 
 from sslcli.engine.runtime import make_runtime
 from sslcli.methods import METHODS
-from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.builders import small_method
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -13,7 +13,7 @@ def test_a_training_step_under_bf16_autocast_gives_a_finite_fp32_loss_and_gradie
     name: str,
 ) -> None:
     runtime = make_runtime("cpu", "bf16", seed=0)
-    method = METHODS.create(name)(TinyCNN(), hidden_dim=64, projection_dim=32)
+    method = small_method(name)
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     views = [images, images.flip(3)]
     with runtime.autocast():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from sslcli.engine.batchnorm import synchronise_batchnorm
 from sslcli.engine.runtime import make_runtime
 from sslcli.methods import METHODS
-from sslcli.models.tiny_cnn import TinyCNN
+from tests.methods.builders import small_method
 
 LOSS_SHARE = 2e-2
 """Of the loss's scale, max(|loss|, 1): SimSiam's loss is a mean cosine, in [-1, 1] near 0."""
@@ -70,7 +70,7 @@ def test_bf16_autocast_gives_the_fp32_loss_and_gradients_to_bf16_precision(
     name: str, options: dict, batchnorm: str
 ) -> None:
     torch.manual_seed(0)
-    method = METHODS.create(name)(TinyCNN(), hidden_dim=64, projection_dim=32, **options)
+    method = small_method(name, **options)
     if batchnorm == "global":  # on one process: BatchNorm, the collectives are identities
         method = synchronise_batchnorm(method, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)

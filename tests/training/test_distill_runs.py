@@ -82,7 +82,7 @@ def test_distillation_without_a_teacher_or_with_a_missing_one_is_refused(
     )
     assert refused.exit_code == 2
     assert "give --teacher RUN_OR_FOLDER" in refused.stderr
-    missing = _options(tmp_path, "b", "--method", "distill", "--teacher", "runs/none")
+    missing = _options(tmp_path, "b", "--method", "distill", "--teacher", "./runs/none")
     refused = runner.invoke(app, ["train-siamese", str(digits), *missing])
-    assert refused.exit_code == 2 and "no such teacher: runs/none" in refused.stderr
+    assert refused.exit_code == 2 and "no such teacher: ./runs/none" in refused.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
