@@ -110,6 +110,14 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
+    teacher_momentum: Annotated[
+        float | None,
+        typer.Option(
+            help="dino, ibot: the teacher's EMA momentum at the start, raised to 1 on a cosine "
+            "\\[default: 0.996].",
+            show_default=False,
+        ),
+    ] = None,
     mask_ratio: Annotated[
         float | None,
         typer.Option(
@@ -196,6 +204,7 @@ def train_siamese(
             sigreg_weight=sigreg_weight,
             mask_ratio=mask_ratio,
             teacher=teacher,
+            teacher_momentum=teacher_momentum,
         ),
         seed=seed,
         precision=precision,

@@ -102,10 +102,12 @@ class DINO(SSLMethod):
         hidden_dim: int = 2048,
         projection_dim: int = 256,
         teacher_temp: float = 0.07,
+        teacher_momentum: float = BASE_MOMENTUM,
     ) -> None:
         """``prototypes`` None: ImageNet's 65536 (a run fills it from its data size);
         ``projection_dim`` is the bottleneck before the prototypes; ``teacher_temp`` the
-        teacher temperature after its warm-up from 0.04."""
+        teacher temperature after its warm-up from 0.04; ``teacher_momentum`` the EMA's
+        momentum at the start (``--momentum_teacher``), raised to 1 on a cosine."""
         super().__init__(backbone)
         count = prototypes or IMAGENET_PROTOTYPES
         self.head = DINOHead(backbone.out_dim, count, hidden_dim, projection_dim)
@@ -113,6 +115,7 @@ class DINO(SSLMethod):
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(1, count))
         self.final_teacher_temperature = teacher_temp
+        self.teacher_momentum = teacher_momentum
         self.temperature = WARMUP_TEACHER_TEMPERATURE
         self._batch_center: torch.Tensor | None = None
 
@@ -154,4 +157,4 @@ class DINO(SSLMethod):
             self.center.mul_(CENTER_MOMENTUM).add_(self._batch_center, alpha=1 - CENTER_MOMENTUM)
             self._batch_center = None
         pairs = [(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)]
-        follow_online(pairs, BASE_MOMENTUM, progress)
+        follow_online(pairs, self.teacher_momentum, progress)

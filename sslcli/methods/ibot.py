@@ -21,7 +21,13 @@ from sslcli.augment.patch_masks import global_batch_masks
 from sslcli.engine.collectives import all_reduce_sum, rank, world_size
 from sslcli.engine.contract import Clock, StepOutput
 from sslcli.methods.base import per_resolution
-from sslcli.methods.dino import CENTER_MOMENTUM, DINO, STUDENT_TEMPERATURE, dino_loss
+from sslcli.methods.dino import (
+    BASE_MOMENTUM,
+    CENTER_MOMENTUM,
+    DINO,
+    STUDENT_TEMPERATURE,
+    dino_loss,
+)
 from sslcli.models.tokens import masked_tokens, patch_grid
 
 
@@ -53,11 +59,14 @@ class IBOT(DINO):
         hidden_dim: int = 2048,
         projection_dim: int = 256,
         teacher_temp: float = 0.07,
+        teacher_momentum: float = BASE_MOMENTUM,
         mask_ratio: float = 0.5,
     ) -> None:
         """DINO's settings, and ``mask_ratio``: the largest share of a crop's patches
         masked (the shares spread over [0.1, mask_ratio])."""
-        super().__init__(backbone, prototypes, hidden_dim, projection_dim, teacher_temp)
+        super().__init__(
+            backbone, prototypes, hidden_dim, projection_dim, teacher_temp, teacher_momentum
+        )
         self.mask_token = nn.Parameter(torch.zeros(backbone.out_dim))
         self.register_buffer("patch_center", torch.zeros_like(self.center))
         self.mask_ratios = (min(0.1, mask_ratio), mask_ratio)

@@ -61,6 +61,7 @@ _METHOD_OPTIONS = {
     "sigreg_weight": ("--sigreg-weight", _fraction),
     "mask_ratio": ("--mask-ratio", _fraction),
     "teacher": ("--teacher", _named),
+    "teacher_momentum": ("--teacher-momentum", _fraction),
 }
 RESUME_KEYS = (
     "method",

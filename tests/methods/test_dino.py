@@ -142,3 +142,16 @@ def test_the_teacher_follows_the_student_and_sees_only_the_global_crops() -> Non
         assert torch.allclose(target, before + 0.004, atol=1e-6)
     with pytest.raises(ValueError, match="2 global views"):
         method(_views()[:1])
+
+
+def test_the_teachers_starting_momentum_is_an_option() -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("tiny-cnn", BackboneOptions())
+    method = DINO(backbone, prototypes=16, hidden_dim=32, projection_dim=8, teacher_momentum=0.9)
+    before = [p.clone() for p in method.backbone.parameters()]
+    with torch.no_grad():
+        for p in method.backbone.parameters():
+            p.add_(1.0)
+    method.after_step(0.0)
+    for target, start in zip(method.teacher_backbone.parameters(), before, strict=True):
+        assert torch.allclose(target, start + 0.1, atol=1e-6)
