@@ -126,8 +126,8 @@ def lejepa() -> type[SSLMethod]:
 @METHODS.register(
     "distill",
     "distillation from a frozen teacher (--teacher RUN_OR_FOLDER): a linear projection of the "
-    "student's features regresses the teacher's by MSE (LightlyTrain's distillationv2); "
-    "LARS, lr 1.5 per 256, wd 1e-6",
+    "student's features regresses the teacher's, standardised per dimension over the global "
+    "batch, by MSE (after LightlyTrain's distillationv2); LARS, lr 1.5 per 256, wd 1e-6",
 )
 def distill() -> type[SSLMethod]:
     from sslcli.methods.distill import Distill
