@@ -78,6 +78,14 @@ def dino_loss(
     return torch.stack(terms).mean()
 
 
+def entropy_share(teacher: torch.Tensor, center: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's mean entropy as a share of ln K, detached: 1 is the uniform collapse
+    (every prototype equally likely, the loss at ln K), near 0 the one-prototype collapse."""
+    probabilities = torch.softmax((teacher.detach() - center) / temperature, dim=-1)
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(dim=-1).mean()
+    return entropy / math.log(teacher.shape[-1])
+
+
 def clip_per_parameter(parameters: list[nn.Parameter], largest: float) -> None:
     """``utils.clip_gradients``: each parameter's gradient scaled down to norm ``largest``
     when above it (on the device: no synchronisation per parameter)."""
@@ -143,7 +151,8 @@ class DINO(SSLMethod):
             # teacher output over every process's global crops
             total = all_reduce_sum(teacher.sum(dim=0, keepdim=True).detach())
             self._batch_center = total / (len(teacher) * world_size())
-        return StepOutput(loss, features[0].detach())
+            metrics = {"teacher_entropy": entropy_share(teacher, self.center, self.temperature)}
+        return StepOutput(loss, features[0].detach(), metrics)
 
     def prepare_gradients(self, clock: Clock) -> None:
         trained = [p for p in self.parameters() if p.requires_grad]

@@ -27,6 +27,7 @@ from sslcli.methods.dino import (
     DINO,
     STUDENT_TEMPERATURE,
     dino_loss,
+    entropy_share,
 )
 from sslcli.models.tokens import masked_tokens, patch_grid
 
@@ -114,7 +115,11 @@ class IBOT(DINO):
             sums, counts = all_reduce_sum(sums), all_reduce_sum(counts.to(sums.dtype))
             self._batch_center = sums[:1] / counts[0]
             self._batch_patch_center = sums[1:] / counts[1].clamp(min=1)
-        metrics = {"image_loss": images.detach(), "patch_loss": patches.detach()}
+        metrics = {
+            "image_loss": images.detach(),
+            "patch_loss": patches.detach(),
+            "teacher_entropy": entropy_share(teacher, self.center, self.temperature),
+        }
         return StepOutput(images + patches, features[0].detach(), metrics)
 
     def after_step(self, progress: float) -> None:

@@ -13,6 +13,7 @@ from sslcli.methods.dino import (
     clip_per_parameter,
     default_prototypes,
     dino_loss,
+    entropy_share,
     teacher_temperature,
 )
 from sslcli.models.backbones import BackboneOptions, build_backbone
@@ -155,3 +156,16 @@ def test_the_teachers_starting_momentum_is_an_option() -> None:
     method.after_step(0.0)
     for target, start in zip(method.teacher_backbone.parameters(), before, strict=True):
         assert torch.allclose(target, start + 0.1, atol=1e-6)
+
+
+def test_the_teachers_entropy_share_reads_1_when_uniform_and_0_when_one_hot() -> None:
+    uniform = torch.zeros(4, 16)
+    one_hot = torch.zeros(4, 16)
+    one_hot[:, 3] = 10.0
+    center = torch.zeros(1, 16)
+    assert entropy_share(uniform, center, 0.04).item() == pytest.approx(1.0)
+    assert entropy_share(one_hot, center, 0.04).item() == pytest.approx(0.0, abs=1e-6)
+    method = _dino()
+    method.begin_step(Clock(0, 100, 10))
+    share = method(_views()).metrics["teacher_entropy"]
+    assert 0 <= share.item() <= 1
