@@ -87,8 +87,9 @@ def run(args: argparse.Namespace, ceiling: bool, method_options: dict[str, int])
         steps_per_epoch, epochs, 0, config.lr, args.batch_size, 10**9, 10**6,
         config.weight_decay, config.final_weight_decay,
     )  # fmt: skip
-    options = METHODS.create(args.method).options_for_data(config.method_options, len(stored.kept))
-    method = METHODS.create(args.method)(
+    method_class = METHODS.create(args.method)
+    options = method_class.options_for_data(config.method_options, len(stored.kept))
+    method = method_class(
         build_backbone(args.backbone, backbone_options(config.as_dict())), **options
     )
     if args.compile:

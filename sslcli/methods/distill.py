@@ -30,10 +30,11 @@ class Distill(SSLMethod):
     def __init__(
         self, backbone: nn.Module, teacher: str | None = None, teacher_dim: int | None = None
     ) -> None:
-        """``teacher`` names the encoder the run was taught by (for the record and resume);
-        ``teacher_dim`` is its feature width, which the projection maps onto."""
+        """``teacher`` names the encoder the run was taught by: an option so that the run's
+        config records it (resume loads it again), not used here, where the teacher comes
+        through ``teach_with``; ``teacher_dim`` is its feature width, which the projection
+        maps onto."""
         super().__init__(backbone)
-        self.teacher_name = teacher
         width = teacher_dim or backbone.out_dim
         self.projector = nn.Linear(backbone.out_dim, width)
         self.target_norm = nn.BatchNorm1d(width, affine=False)

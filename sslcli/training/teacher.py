@@ -7,8 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sslcli.errors import usage_error
-
 
 class FrozenTeacher(nn.Module):
     """The teacher's backbone on views standardised with ``mean``/``std``: they are put back
@@ -51,7 +49,5 @@ def load_teacher(name: str, mean: tuple, std: tuple) -> FrozenTeacher:
     """The teacher ``--teacher NAME`` names, for views standardised with ``mean``/``std``."""
     from sslcli.runs.loading import load_model
 
-    if name is None:
-        raise usage_error("--method distill needs --teacher RUN_OR_FOLDER, the encoder to learn")
     trained = load_model(name)
     return FrozenTeacher(trained.backbone, trained.size, (mean, std), (trained.mean, trained.std))

@@ -87,3 +87,23 @@ def test_local_crops_are_refused_where_they_do_not_apply(digits: Path, tmp_path:
     assert refused.exit_code == 2
     assert "ibot masks the patches of a ViT, and tiny-cnn has none" in refused.stderr
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_run_from_a_vit_encoder_takes_its_patch_and_size(digits: Path, tmp_path: Path) -> None:
+    """A ViT's position embeddings are made for its image size: --init takes the size and
+    the patch side, and refuses another --size by name."""
+    trained = runner.invoke(
+        app, ["train-siamese", str(digits), *_options(tmp_path, "vit", "--method", "lejepa")]
+    )
+    assert trained.exit_code == 0, trained.output
+    common = ["--gpus", "0", "--cache-dir", str(tmp_path / "cache"), "--batch-size", "16"]
+    start = [*common, "--init", str(tmp_path / "vit"), "--epochs", "1", "--method", "lejepa"]
+    refused = runner.invoke(
+        app, ["train-siamese", str(digits), *start, "--size", "32", "--out", str(tmp_path / "a")]
+    )
+    assert refused.exit_code == 2
+    assert "--size 32 does not fit --init" in refused.stderr
+    taken = runner.invoke(app, ["train-siamese", str(digits), *start, "--out", str(tmp_path / "b")])
+    assert taken.exit_code == 0, taken.output
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert (config["backbone"], config["patch_size"], config["size"]) == ("vit-tiny", 4, 16)
