@@ -18,6 +18,7 @@ from sslcli.cli import (
     augment,
     embed,
     energy,
+    export,
     mask_predict,
     models,
     pack,
@@ -95,6 +96,7 @@ train_latent.register(app)
 sweep.register(app)
 energy.register(app)
 embed.register(app)
+export.register(app)
 evaluate.register(app)
 models.register(app)
 

@@ -6,7 +6,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -29,6 +29,11 @@ from sslcli.cli.model_options import (
     plan_devices,
 )
 from sslcli.errors import usage_error
+
+if TYPE_CHECKING:
+    import torch
+
+    from sslcli.inference.embedding import DecodedSet
 
 
 def embed(
@@ -58,6 +63,22 @@ def embed(
             show_default=False,
         ),
     ] = None,
+    map_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="Also draw the embeddings as a 2-D map (.png): points coloured by class when "
+            "the input is one folder of class sub-folders, a few thumbnails spread over it.",
+            show_default=False,
+        ),
+    ] = None,
+    map_method: Annotated[
+        str,
+        typer.Option(
+            help="How --map projects the embeddings: umap (needs umap-learn), pca, or auto "
+            "(umap when umap-learn is installed, else pca)."
+        ),
+    ] = "auto",
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     precision: Precision = "auto",
@@ -75,7 +96,8 @@ def embed(
 
     check_format(out)
     knn_out = _knn_path(out, knn, knn_out)
-    for target in (out, knn_out):
+    projection_method = _map_method(map_path, map_method)
+    for target in (out, knn_out, map_path):
         if target is not None and target.exists() and not overwrite:
             raise usage_error(f"{target} already exists", "pass --overwrite to replace it")
     if batch_size < 1:
@@ -83,7 +105,13 @@ def embed(
     set_threads(threads)  # the neighbours are found in this process
     plan = plan_devices(gpus, cpu_procs)
     trained = load_model_saying_which(model, size, as_json)
-    images = decode(inputs, trained.size, cache_dir, strict, as_json)
+    labelled = map_path is not None and _class_folders(inputs)
+    images = decode(inputs, trained.size, cache_dir, strict, as_json, labelled)
+    if map_path is not None and len(images.names) < 3:
+        raise usage_error(
+            f"--map needs 3 images or more, and only {len(images.names)} could be used",
+            "give more images, or drop --map",
+        )
     chosen_space = space or "backbone"
     trained.encoder(chosen_space)  # a clear error before any process starts
     started = time.perf_counter()
@@ -106,6 +134,9 @@ def embed(
     if knn_out is not None:
         pairs = _write_neighbours(knn_out, images.names, embeddings, knn)
         result |= {"knn_file": str(knn_out), "closest_pairs": pairs}
+    if map_path is not None:
+        subject = f"{trained.description}, {chosen_space} space"
+        result |= _write_map(map_path, projection_method, embeddings, images, subject)
     if as_json:
         print_json(result)
     else:
@@ -125,6 +156,44 @@ def _knn_path(out: Path, knn: int, knn_out: Path | None) -> Path | None:
             f"cannot tell the format of {path}", "end the file name with .csv or .json"
         )
     return path
+
+
+def _map_method(map_path: Path | None, requested: str) -> str | None:
+    """The projection ``--map`` will use (None without ``--map``), refused before any work."""
+    if map_path is None:
+        if requested != "auto":
+            raise usage_error("--map-method needs --map PATH.png", "e.g. --map map.png")
+        return None
+    if map_path.suffix.lower() != ".png":
+        raise usage_error(
+            f"--map draws a PNG: {map_path} does not end with .png", "e.g. --map map.png"
+        )
+    from sslcli.inference.embedding_map import choose_method
+
+    return choose_method(requested)
+
+
+def _class_folders(inputs: list[Path]) -> bool:
+    """Whether ``inputs`` is one folder of class sub-folders (the map colours its classes)."""
+    from sslcli.data.folder import scan_image_folder
+
+    return (
+        len(inputs) == 1 and inputs[0].is_dir() and scan_image_folder(inputs[0]).labels is not None
+    )
+
+
+def _write_map(
+    path: Path, method: str, embeddings: torch.Tensor, images: DecodedSet, subject: str
+) -> dict:
+    """Draw the map of ``embeddings`` to ``path``; what the result says of it."""
+    from sslcli.inference.embedding_map import project, write_embedding_map
+
+    projection = project(embeddings, method)
+    write_embedding_map(path, projection, images.pixels, images.labels, subject)
+    said = {"map": str(path), "map_projection": projection.method}
+    if projection.explained_variance is not None:
+        said["map_explained_variance"] = projection.explained_variance
+    return said
 
 
 def _write_neighbours(path: Path, names: list[str], embeddings: object, k: int) -> list[dict]:
@@ -165,6 +234,11 @@ def _print_result(result: dict) -> None:
             table.add_row(
                 "closest pair", f"{pair['name']} ~ {pair['neighbour']}: {pair['similarity']:.4f}"
             )
+    if "map" in result:
+        how = result["map_projection"].upper()
+        if "map_explained_variance" in result:
+            how += f", {100 * result['map_explained_variance']:.1f}% of the variance"
+        table.add_row("map", f"{result['map']} ({how})")
     stderr.print(table)
 
 

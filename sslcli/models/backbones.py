@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 
 BACKBONES: Registry[nn.Module] = Registry("backbone")
 TIMM_PREFIX = "timm:"
+VIT_MODELS = {
+    "vit-tiny": "vit_tiny_patch16_224",
+    "vit-small": "vit_small_patch16_224",
+    "vit-base": "vit_base_patch16_224",
+}
+"""timm's model behind each of our ViT names."""
+TORCHVISION_MODELS = ("resnet18", "resnet50")
+"""The backbones that are torchvision's models of the same name."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,11 @@ def backbone_options(settings: Mapping[str, Any]) -> BackboneOptions:
     )
 
 
+def is_timm(name: str) -> bool:
+    """Whether the backbone ``name`` is a timm model (a ViT, or ``timm:NAME``)."""
+    return name in VIT_MODELS or name.startswith(TIMM_PREFIX)
+
+
 def is_backbone(name: str) -> bool:
     return name in BACKBONES or name.startswith(TIMM_PREFIX)
 
@@ -60,7 +73,7 @@ def is_backbone(name: str) -> bool:
 def build_backbone(name: str, options: BackboneOptions) -> nn.Module:
     """The backbone ``name`` (a registered one or ``timm:NAME``), with random weights."""
     if name.startswith(TIMM_PREFIX):
-        return timm_model(name.removeprefix(TIMM_PREFIX), options, {})
+        return _timm_backbone(name, options)
     return BACKBONES.create(name, options=options)
 
 
@@ -93,25 +106,30 @@ def check_backbone(name: str, options: BackboneOptions) -> None:
         raise usage_error(f"--drop-path is a rate from 0 to below 1, got {options.drop_path}")
 
 
-def timm_model(name: str, options: BackboneOptions, settings: dict[str, Any]) -> nn.Module:
-    """timm's ``name`` without its classifier (``pretrained=False``: nothing is downloaded),
-    with ``out_dim`` set to its feature width."""
+def timm_settings(name: str, options: BackboneOptions) -> tuple[str, dict[str, Any]]:
+    """The timm model and the ``timm.create_model`` settings (beyond ``num_classes=0``) that
+    build the backbone ``name`` (a ViT or ``timm:NAME``); ``KeyError`` for the others."""
+    if name.startswith(TIMM_PREFIX):
+        return name.removeprefix(TIMM_PREFIX), {}
+    patch = options.patch_size or default_patch_size(options.image_size)
+    settings = {"img_size": options.image_size, "patch_size": patch, "dynamic_img_size": True}
+    return VIT_MODELS[name], settings
+
+
+def _timm_backbone(name: str, options: BackboneOptions) -> nn.Module:
+    """The timm model behind ``name``. A ViT is built at the run's image and patch size;
+    images of other sizes (DINO's local crops) get interpolated position embeddings
+    (``dynamic_img_size``). Attention runs through scaled_dot_product_attention (flash
+    attention on GPUs). The classifier is left out (``num_classes=0``), nothing is downloaded
+    (``pretrained=False``), and ``out_dim`` is set to the feature width."""
     import timm
 
+    model_name, settings = timm_settings(name, options)
     model = timm.create_model(
-        name, pretrained=False, num_classes=0, drop_path_rate=options.drop_path, **settings
+        model_name, pretrained=False, num_classes=0, drop_path_rate=options.drop_path, **settings
     )
     model.out_dim = model.num_features
     return model
-
-
-def _vit(name: str, options: BackboneOptions) -> nn.Module:
-    """timm's VisionTransformer ``name`` at the run's image and patch size; images of other
-    sizes (DINO's local crops) get interpolated position embeddings (``dynamic_img_size``).
-    Attention runs through scaled_dot_product_attention (flash attention on GPUs)."""
-    patch = options.patch_size or default_patch_size(options.image_size)
-    settings = {"img_size": options.image_size, "patch_size": patch, "dynamic_img_size": True}
-    return timm_model(name, options, settings)
 
 
 def _resnet(name: str, small_images: bool) -> nn.Module:
@@ -146,21 +164,21 @@ def resnet50(options: BackboneOptions) -> nn.Module:
     "vit-tiny", "timm ViT-Tiny, 192-d class token (5.5M parameters at 224 px); --patch-size"
 )
 def vit_tiny(options: BackboneOptions) -> nn.Module:
-    return _vit("vit_tiny_patch16_224", options)
+    return _timm_backbone("vit-tiny", options)
 
 
 @BACKBONES.register(
     "vit-small", "timm ViT-Small, 384-d class token (21.7M parameters at 224 px); --patch-size"
 )
 def vit_small(options: BackboneOptions) -> nn.Module:
-    return _vit("vit_small_patch16_224", options)
+    return _timm_backbone("vit-small", options)
 
 
 @BACKBONES.register(
     "vit-base", "timm ViT-Base, 768-d class token (85.8M parameters at 224 px); --patch-size"
 )
 def vit_base(options: BackboneOptions) -> nn.Module:
-    return _vit("vit_base_patch16_224", options)
+    return _timm_backbone("vit-base", options)
 
 
 @BACKBONES.register("tiny-cnn", "4-layer CNN, 128-d features (0.1M parameters); tests, CPU")

@@ -82,6 +82,34 @@ def export_encoder(run_dir: Path, backbone: nn.Module, description: Mapping[str,
     return save_checkpoint(run_dir / ENCODER_FOLDER, backbone.state_dict(), versioned(description))
 
 
+def run_record(model_folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings and the result (``result.json``) of the run that ``model_folder`` (a
+    run, one of its checkpoints, or its encoder) belongs to; empty where there is none, or
+    the run has not finished. The settings are the newest checkpoint's config (which also
+    records the training images), else the run's ``config.json``."""
+    run = run_of_checkpoint(model_folder) or model_folder
+    if model_folder.name == ENCODER_FOLDER:
+        run = model_folder.parent
+    latest = run / CHECKPOINTS_FOLDER / LATEST_FILE
+    newest = run / CHECKPOINTS_FOLDER / _read(latest).strip() if latest.is_file() else run
+    config = _read_json(newest / CONFIG_FILE) or _read_json(run / CONFIG_FILE)
+    return config, _read_json(run / RESULT_FILE)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(_read(path))
+    except ValueError:
+        return {}
+
+
 def run_of_checkpoint(checkpoint: Path) -> Path | None:
     """The run folder a checkpoint folder belongs to (None for a loose checkpoint)."""
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_FOLDER else None

@@ -92,6 +92,20 @@ class TrainedModel:
             )
         return nn.Sequential(self.backbone, self.projector).eval()
 
+    def encoder_description(self) -> dict[str, Any]:
+        """How to rebuild and feed the backbone (an ``encoder/`` folder's config), for a
+        model sslcli trained."""
+        return {
+            "backbone": self.backbone_name,
+            "small_images": self.small,
+            "patch_size": self.patch_size,
+            "out_dim": self.backbone.out_dim,
+            "image_size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "method": self.method,
+        }
+
     def default_space(self) -> str:
         return "projector" if self.projector is not None else "backbone"
 
