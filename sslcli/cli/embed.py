@@ -137,6 +137,7 @@ def embed(
     if map_path is not None:
         subject = f"{trained.description}, {chosen_space} space"
         result |= _write_map(map_path, projection_method, embeddings, images, subject)
+        _map_to_board(model, map_path)
     if as_json:
         print_json(result)
     else:
@@ -194,6 +195,18 @@ def _write_map(
     if projection.explained_variance is not None:
         said["map_explained_variance"] = projection.explained_variance
     return said
+
+
+def _map_to_board(model: str | None, map_path: Path) -> None:
+    """The map also goes to the TensorBoard events of the run it embeds with, if it has them."""
+    from sslcli.engine.tensorboard import TENSORBOARD_FOLDER, TensorBoardLog
+    from sslcli.runs.layout import newest_run
+
+    run = Path(model) if model is not None else newest_run(Path("runs"))
+    if (run / TENSORBOARD_FOLDER).is_dir():
+        board = TensorBoardLog(run)
+        board.image("embedding_map", map_path)
+        board.close()
 
 
 def _write_neighbours(path: Path, names: list[str], embeddings: object, k: int) -> list[dict]:

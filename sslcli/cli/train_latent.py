@@ -37,6 +37,8 @@ from sslcli.cli.training import (
     StopOnCollapse,
     StoreSize,
     Streams,
+    TensorBoard,
+    TimeBudgetOption,
     WarmupEpochs,
     WeightDecay,
     given,
@@ -76,6 +78,8 @@ def train_latent(
     solarize_prob: SolarizeProb = None,
     rotation: Rotation = None,
     epochs: Epochs = 100,
+    time_budget: TimeBudgetOption = None,
+    tensorboard: TensorBoard = False,
     batch_size: BatchSize = 256,
     optimizer: Optimizer = None,
     lr: Lr = None,
@@ -154,6 +158,7 @@ def train_latent(
     expander 2048-2048-256 on the backbone (--projector-hidden-dim, --projector-dim). The run
     folder is like train-siamese's; energy, embed, eval and sweep use it.
     """
+    from sslcli.engine.budget import parse_duration
     from sslcli.training.config import TrainingRequest
     from sslcli.training.run import Devices
 
@@ -176,6 +181,8 @@ def train_latent(
             rotation,
         ),
         epochs=epochs,
+        time_budget=None if time_budget is None else parse_duration(time_budget),
+        tensorboard=tensorboard,
         batch_size=batch_size,
         optimizer=optimizer,
         lr_per_256=lr,

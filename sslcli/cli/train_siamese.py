@@ -40,6 +40,8 @@ from sslcli.cli.training import (
     StopOnCollapse,
     StoreSize,
     Streams,
+    TensorBoard,
+    TimeBudgetOption,
     WarmupEpochs,
     WeightDecay,
     given,
@@ -83,6 +85,8 @@ def train_siamese(
     solarize_prob: SolarizeProb = None,
     rotation: Rotation = None,
     epochs: Epochs = 100,
+    time_budget: TimeBudgetOption = None,
+    tensorboard: TensorBoard = False,
     batch_size: BatchSize = 256,
     optimizer: Optimizer = None,
     lr: Lr = None,
@@ -168,6 +172,7 @@ def train_siamese(
         raise usage_error(
             "the latent-variable method trains with its own command", f"sslcli train-latent {data}"
         )
+    from sslcli.engine.budget import parse_duration
     from sslcli.training.config import TrainingRequest
     from sslcli.training.run import Devices
 
@@ -190,6 +195,8 @@ def train_siamese(
             rotation,
         ),
         epochs=epochs,
+        time_budget=None if time_budget is None else parse_duration(time_budget),
+        tensorboard=tensorboard,
         batch_size=batch_size,
         optimizer=optimizer,
         lr_per_256=lr,

@@ -13,7 +13,7 @@ from rich.table import Table
 from sslcli.cli.console import print_json, stderr
 
 if TYPE_CHECKING:
-    from sslcli.training.config import TrainingRequest
+    from sslcli.training.config import TrainingConfig, TrainingRequest
     from sslcli.training.run import Devices, Start
 
 Data = Annotated[
@@ -130,6 +130,27 @@ Compile = Annotated[
         "--compile/--no-compile",
         help="Run the backbone through torch.compile: the first steps compile it (a minute or "
         "more), the others may run faster; on the CPU it needs a C++ compiler.",
+    ),
+]
+
+TensorBoard = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard/--no-tensorboard",
+        help="Also write TensorBoard event files to RUN/tensorboard: the metrics, the first "
+        "step's views and, at the end, the evaluation images' embeddings for the projector "
+        "(pip install 'sslcli[tensorboard]'; metrics.jsonl stays the record).",
+    ),
+]
+
+TimeBudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--time-budget",
+        help="Train for this long (90s, 10m, 1.5h), start-up included: a few timed steps "
+        "plan the run's steps so the schedule completes on time; --epochs then sets only "
+        "the warm-up share.",
+        show_default=False,
     ),
 ]
 
@@ -318,7 +339,7 @@ def _print_settings(command: str, start: Start) -> None:
             else ""
         ),
     )
-    table.add_row("schedule", f"{config.epochs} epochs, {config.warmup_epochs} warm-up, cosine")
+    table.add_row("schedule", _schedule(config))
     table.add_row(
         "run folder", str(run_dir) + (f" (resuming {checkpoint.name})" if checkpoint else "")
     )
@@ -327,6 +348,17 @@ def _print_settings(command: str, start: Start) -> None:
     for name, (before, after) in start.changed.items():
         table.add_row("changed", f"{name}: {before} -> {after} (the schedule is re-planned)")
     stderr.print(table)
+
+
+def _schedule(config: TrainingConfig) -> str:
+    if config.steps is not None:
+        return f"{config.steps} steps planned from a time budget, cosine"
+    if config.time_budget is not None:
+        return (
+            f"planned from {config.time_budget:g} s after a few timed steps, "
+            f"{config.warmup_epochs / config.epochs:.0%} warm-up, cosine"
+        )
+    return f"{config.epochs} epochs, {config.warmup_epochs} warm-up, cosine"
 
 
 FLOORS = {"knn_raw_pixels": "raw pixels", "knn_random_init": "the untrained encoder"}

@@ -113,8 +113,9 @@ class Observer:
         """At a logging step (``step`` steps done)."""
         return Logged()
 
-    def on_epoch_end(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        """After the last step of ``epoch`` (1-based): metrics to log."""
+    def on_epoch_end(self, model: nn.Module, epoch: int, last: bool) -> dict[str, float]:
+        """After the last step of ``epoch`` (1-based; ``last``: the run's last epoch, which a
+        time budget may end part-way): metrics to log."""
         return {}
 
     def stop_reason(self) -> tuple[str, str] | None:

@@ -48,6 +48,9 @@ class ProgressTracker:
         else:
             self._progress.update(self._task, advance=amount)
 
+    def set_total(self, total: float) -> None:
+        self._progress.update(self._task, total=total)
+
 
 @contextlib.contextmanager
 def progress_bar(

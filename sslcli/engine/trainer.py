@@ -12,12 +12,15 @@ both through one small all-reduce per step, so no rank waits for a peer that has
 
 from __future__ import annotations
 
+import copy
+import shutil
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -25,7 +28,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sslcli.engine.atomic import write_failure
 from sslcli.engine.batchnorm import synchronise_batchnorm
-from sslcli.engine.checkpoint import check_compatible, load_checkpoint, save_run_checkpoint
+from sslcli.engine.budget import (
+    CALIBRATION_STEPS,
+    Costs,
+    Pace,
+    TimeBudget,
+    no_time_left,
+    planned_steps,
+    replan_step,
+)
+from sslcli.engine.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+    save_run_checkpoint,
+)
 from sslcli.engine.collectives import all_reduce_sum
 from sslcli.engine.contract import Clock, Observer, StepOutput, Trainable
 from sslcli.engine.metrics_log import MetricsLog
@@ -59,6 +76,23 @@ class Diverged(SSLError):
         self.last_good = last_good
 
 
+class RecordMirror(Protocol):
+    """A view of ``metrics.jsonl`` kept as the run goes (``engine.tensorboard``)."""
+
+    def append(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Following:
+    """A planned run's plan as it goes: its budget, the costs measured before it, the step
+    it is first planned again at, and the loop's pace."""
+
+    budget: TimeBudget
+    costs: Costs
+    first: int
+    pace: Pace = field(default_factory=Pace)
+
+
 @dataclass
 class _Snapshot:
     """A checkpoint's contents copied to the CPU, waiting for the next step to vouch for it."""
@@ -80,10 +114,12 @@ class Schedule:
     weight_decay: float = 0.0
     final_weight_decay: float | None = None
     """A cosine from ``weight_decay`` to this over the run (DINO's); None: left constant."""
+    steps: int | None = None
+    """The run's length in steps when a time budget planned it (None: whole epochs)."""
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        return self.steps if self.steps is not None else self.steps_per_epoch * self.epochs
 
     def clock(self, step: int) -> Clock:
         return Clock(step, self.total_steps, self.steps_per_epoch)
@@ -115,9 +151,12 @@ class Trainer:
         config: dict[str, Any],
         resume_keys: tuple[str, ...],
         observers: Sequence[Observer] = (),
+        budget: TimeBudget | None = None,
     ) -> None:
         """``module`` has the :class:`~sslcli.engine.contract.Trainable` shape; ``config`` is
-        saved in every checkpoint, and ``resume_keys`` of it must match on resume."""
+        saved in every checkpoint, and ``resume_keys`` of it must match on resume. With a
+        ``budget``, a fresh run plans its length from it before the first step (and the
+        config it saves records ``steps`` and ``epochs``)."""
         self.runtime = runtime
         self.schedule = schedule
         self.run_dir = run_dir
@@ -139,8 +178,12 @@ class Trainer:
         self.step = 0
         self.observers = list(observers)
         self.metrics_log = MetricsLog(run_dir)
+        self.mirrors: list[RecordMirror] = []
+        """Where the main process's records also go (TensorBoard), after ``metrics.jsonl``."""
         self.last_saved: int | None = None
         """The step of the newest checkpoint written (or resumed from)."""
+        self.budget = budget
+        self._plan_state: _Following | None = None
 
     def resume(self, checkpoint_path: Path) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -237,8 +280,23 @@ class Trainer:
         ):
             bar.advance(self.step)
             started_with: dict[str, float] = {}
+            observed = time.perf_counter()
             for observer in self.observers:
                 started_with |= observer.on_start(self.module)
+            if self.budget is not None and self.step == 0:
+                evaluation = time.perf_counter() - observed  # the floors: about one evaluation
+                schedule, costs = self._plan(self.budget, prefetcher, evaluation)
+                bar.set_total(schedule.total_steps)
+                started_with |= {
+                    "planned_steps": float(schedule.total_steps),
+                    "step_seconds": costs.step,
+                    "checkpoint_seconds": costs.checkpoint,
+                    "evaluation_seconds": costs.evaluation,
+                }
+                self._plan_state = _Following(
+                    self.budget, costs, replan_step(schedule.total_steps, schedule.warmup_steps)
+                )
+            pace = self._plan_state.pace if self._plan_state is not None else Pace()
             if started_with:
                 last |= started_with
                 self._log({"step": self.step} | started_with)
@@ -274,8 +332,10 @@ class Trainer:
                     raise Diverged(
                         self.step + 1, mean_loss, self.last_saved, self.run_dir / "checkpoints"
                     )
+                aside = time.perf_counter()
                 self._write(pending)  # this step's finite loss vouches for those weights
                 pending = None
+                pace.set_aside(time.perf_counter() - aside)
                 self._update()
                 self.step += 1
                 window.add(time.perf_counter() - started, loaded - started, schedule.global_batch)
@@ -283,28 +343,43 @@ class Trainer:
                 metrics = {"loss": mean_loss, "lr": lr, **extra_metrics}
                 if decay is not None:
                     metrics["weight_decay"] = decay
-                if self.step % schedule.log_every == 0 or self.step == schedule.total_steps:
+                if self._plan_state is not None:
+                    planned = self._follow_plan(self._plan_state)
+                    if planned is not None:
+                        schedule = planned
+                        bar.set_total(schedule.total_steps)
+                        metrics["planned_steps"] = float(schedule.total_steps)
+                replanned = "planned_steps" in metrics
+                if (
+                    self.step % schedule.log_every == 0
+                    or self.step == schedule.total_steps
+                    or replanned
+                ):
                     logged = [observer.on_log(self.step, output) for observer in self.observers]
                     shown = {name: text for part in logged for name, text in part.shown.items()}
                     shown |= {name: f"{value:.3g}" for name, value in extra_metrics.items()}
                     metrics |= window.summary()
                     metrics |= {name: v for part in logged for name, v in part.metrics.items()}
                     self._log({"step": self.step} | metrics)
-                if self.step % schedule.steps_per_epoch == 0:
-                    epoch = self.step // schedule.steps_per_epoch
+                finished = self.step == schedule.total_steps
+                aside = time.perf_counter()
+                if self.step % schedule.steps_per_epoch == 0 or finished:
+                    epoch = -(-self.step // schedule.steps_per_epoch)  # the last may be partial
                     epoch_metrics: dict[str, float] = {}
                     for observer in self.observers:
-                        epoch_metrics |= observer.on_epoch_end(self.module, epoch)
+                        epoch_metrics |= observer.on_epoch_end(self.module, epoch, finished)
                     if epoch_metrics:
                         last |= epoch_metrics
                         self._log({"step": self.step, "epoch": epoch} | epoch_metrics)
+                pace.set_aside(time.perf_counter() - aside)
                 last |= metrics
                 bar.advance(1, loss=mean_loss, lr=lr, **shown, **window.short())
-                finished = self.step == schedule.total_steps
+                aside = time.perf_counter()
                 if stopping or finished:
                     self._save()
                 elif self.step % schedule.checkpoint_every == 0:
                     pending = self._snapshot()
+                pace.set_aside(time.perf_counter() - aside)
                 reason = next(filter(None, (o.stop_reason() for o in self.observers)), None)
                 if reason is not None:
                     self._save()
@@ -316,6 +391,88 @@ class Trainer:
                 if stopping and not finished:
                     return TrainResult(self.step, True, last | window.run_summary())
         return TrainResult(self.step, False, last | window.run_summary())
+
+    def _plan(
+        self, budget: TimeBudget, prefetcher: Prefetcher, evaluation: float
+    ) -> tuple[Schedule, Costs]:
+        """Lay the schedule over the most steps that fit in what is left of ``budget``, from
+        the measured costs of a step, a checkpoint and an evaluation (the most over ranks)."""
+        step, checkpoint = self._calibrate(prefetcher)
+        measured = torch.tensor([step, checkpoint, evaluation, time.time() - budget.deadline])
+        if self.runtime.distributed:
+            torch.distributed.all_reduce(measured, op=torch.distributed.ReduceOp.MAX)
+        costs = Costs(*measured[:3].tolist())
+        left = -float(measured[3])
+        schedule = self.schedule
+        every = budget.evaluation_every
+        steps = planned_steps(
+            left, costs, schedule.steps_per_epoch, schedule.checkpoint_every, every
+        )
+        if steps == 0:
+            raise no_time_left(left, costs)
+        self.schedule = replace(
+            schedule,
+            steps=steps,
+            epochs=-(-steps // schedule.steps_per_epoch),
+            warmup_steps=round(steps * budget.warmup_share),
+        )
+        self.config = {**self.config, "steps": steps, "epochs": self.schedule.epochs}
+        return self.schedule, costs
+
+    def _follow_plan(self, following: _Following) -> Schedule | None:
+        """At the warm-up's end, the steps left planned again at the loop's own pace (the
+        most over ranks), the steps done and the warm-up kept; None at the other steps."""
+        if self.step != following.first:
+            return None
+        schedule, budget = self.schedule, following.budget
+        measured = torch.tensor([following.pace.per_step(self.step), time.time() - budget.deadline])
+        if self.runtime.distributed:
+            torch.distributed.all_reduce(measured, op=torch.distributed.ReduceOp.MAX)
+        left = planned_steps(
+            -float(measured[1]),
+            replace(following.costs, step=float(measured[0])),
+            schedule.steps_per_epoch,
+            schedule.checkpoint_every,
+            budget.evaluation_every,
+        )
+        steps = self.step + left
+        self.schedule = replace(schedule, steps=steps, epochs=-(-steps // schedule.steps_per_epoch))
+        self.config = {**self.config, "steps": steps, "epochs": self.schedule.epochs}
+        return self.schedule
+
+    def _calibrate(self, prefetcher: Prefetcher) -> tuple[float, float]:
+        """(seconds a step takes, seconds a checkpoint takes) on this rank, timed on real
+        steps and a real checkpoint write whose effects are then undone: the weights, the
+        optimiser, the scaler and the random state are as before."""
+        weights = _cpu_copy(self.module.state_dict())
+        optimizer = copy.deepcopy(self.optimizer.state_dict())
+        scaler = self.scaler.state_dict()
+        random = torch.random.get_rng_state()
+        devices = [self.runtime.device] if self.runtime.device.type == "cuda" else []
+        cuda_random = [torch.cuda.get_rng_state(device) for device in devices]
+        seconds = []
+        for step in range(CALIBRATION_STEPS + 1):
+            started = time.perf_counter()
+            following = step + 1 if step < CALIBRATION_STEPS else None
+            self._forward_backward(prefetcher.get(step, following))
+            self._update()
+            if devices:
+                torch.cuda.synchronize(self.runtime.device)
+            seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            probe = self.run_dir / ".time-budget-probe"
+            save_checkpoint(probe, snapshot.weights, self.config, snapshot.state)
+            shutil.rmtree(probe)
+        checkpoint = time.perf_counter() - started
+        self.module.load_state_dict(weights)
+        self.optimizer.load_state_dict(optimizer)
+        self.scaler.load_state_dict(scaler)
+        torch.random.set_rng_state(random)
+        for device, state in zip(devices, cuda_random, strict=True):
+            torch.cuda.set_rng_state(state, device)
+        return statistics.median(seconds[1:]), checkpoint
 
     def _forward_backward(self, views: list[torch.Tensor]) -> StepOutput:
         self.model.train()
@@ -336,6 +493,8 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:
             self.metrics_log.append(record)
+            for mirror in self.mirrors:
+                mirror.append(record)
 
 
 class _Window:

@@ -91,6 +91,9 @@ ADDED_LATER = (
     "local_size",
     "final_weight_decay",
     "compile",
+    "time_budget",
+    "steps",
+    "tensorboard",
 )
 """Settings newer than some runs: a run's config without one resumes with the default (they
 concern packed shards, ViTs and multi-crop, which those runs did not use)."""
@@ -160,6 +163,12 @@ class TrainingRequest:
     """None: the method's (constant unless it schedules one)."""
     compile: bool = False
     """Compile the backbone with torch.compile."""
+    time_budget: float | None = None
+    """Seconds the run may take, start-up included; its steps are planned from it."""
+    steps: int | None = None
+    """A resumed run's steps, as its time budget planned them (never given by the user)."""
+    tensorboard: bool = False
+    """Mirror the metrics (and views, embeddings) into TensorBoard event files."""
     explicit: frozenset[str] = frozenset()
     """The fields the user gave: on resume, the others come from the run's config."""
 
@@ -221,6 +230,13 @@ class TrainingConfig:
     """The weight decay a cosine raises ``weight_decay`` to by the end (None: constant)."""
     compile: bool = False
     """Whether the backbone runs compiled (torch.compile; the weights are the same)."""
+    time_budget: float | None = None
+    """The seconds the run was given (``--time-budget``); None: ``epochs`` sets its length."""
+    steps: int | None = None
+    """The steps the time budget planned (and ``epochs`` is then their whole epochs, the
+    last maybe partial); None: ``epochs`` whole epochs, or not planned yet."""
+    tensorboard: bool = False
+    """Whether the run writes TensorBoard event files (``RUN/tensorboard/``)."""
 
     @property
     def per_device_batch(self) -> int:
@@ -234,6 +250,11 @@ class TrainingConfig:
 def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingRequest:
     """The request of a resumed run: every field the user did not give comes from the run's
     config ``saved``; the method's options and view changes given are laid over the run's."""
+    if "time_budget" in request.explicit:
+        raise usage_error(
+            "a resumed run keeps the steps its time budget planned; --time-budget starts runs",
+            "leave out --time-budget, or give --epochs to re-plan the run by epochs",
+        )
     values: dict[str, Any] = {}
     for name in (field.name for field in fields(TrainingRequest)):
         if name in ("init", "explicit") or (name in ADDED_LATER and name not in saved):
@@ -250,6 +271,8 @@ def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingReq
             )
         else:
             values[name] = saved[name]
+    if "epochs" in request.explicit:  # re-planned by epochs: the budget's plan is dropped
+        values |= {"time_budget": None, "steps": None}
     return TrainingRequest(**values)
 
 
@@ -338,6 +361,10 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
 
     if request.data is None:
         raise usage_error("give DATA, a folder of images", "or continue a run with --resume RUN")
+    if request.tensorboard:
+        from sslcli.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
     store_size = request.store_size or default_store_size(request.size)
     streams = request.streams or DEFAULT_STREAMS
     manifest = manifest_path(Path(request.data))
@@ -461,4 +488,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         local_size=local_size,
         final_weight_decay=final_weight_decay,
         compile=request.compile,
+        time_budget=request.time_budget,
+        steps=request.steps,
+        tensorboard=request.tensorboard,
     )

@@ -121,14 +121,12 @@ class EpochEvaluation(Observer):
         evaluation: LabelledImages,
         reference: LabelledImages | None,
         every: int,
-        epochs: int,
         runtime: Runtime,
         probe: OnlineProbe | None,
     ) -> None:
         self.evaluation = evaluation
         self.reference = reference
         self.every = every
-        self.epochs = epochs
         self.runtime = runtime
         self.probe = probe
         self.floors: dict[str, float] = {}
@@ -141,8 +139,8 @@ class EpochEvaluation(Observer):
                 self.floors["knn_raw_pixels"] = self._knn(*(_flat(p) for p in self._pixels()))
         return dict(self.floors)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        if not self.runtime.is_main or (epoch % self.every and epoch != self.epochs):
+    def on_epoch_end(self, model: nn.Module, epoch: int, last: bool) -> dict[str, float]:
+        if not self.runtime.is_main or (epoch % self.every and not last):
             return {}
         features, bank = self._features(model.get_submodule("backbone"))
         result = {"knn_accuracy": self._knn(features, bank)}

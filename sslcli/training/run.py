@@ -59,7 +59,9 @@ def run_training(
     announce: Callable[[Start], None] = lambda start: None,
 ) -> Outcome | None:
     """Train in every process; the :class:`Outcome` in the main process, None in the others
-    (under torchrun). ``kind`` names the run folder by default (``runs/KIND-TIME``)."""
+    (under torchrun). ``kind`` names the run folder by default (``runs/KIND-TIME``). A time
+    budget counts from here."""
+    started = time.time()
     import torch
 
     from sslcli.engine.checkpoint import CHECKPOINTS_FOLDER, resolve_resume
@@ -114,6 +116,7 @@ def run_training(
             run_dir,
             checkpoint,
             devices.threads,
+            None if config.time_budget is None else started + config.time_budget,
         )
     if not main_process:
         return None

@@ -4,6 +4,7 @@ decoded, the method and its observers built, the engine's loop run, the encoder 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sslcli.data.store import StoredImages
     from sslcli.engine.contract import Observer
     from sslcli.engine.runtime import Runtime
+    from sslcli.engine.tensorboard import TensorBoardLog
     from sslcli.engine.trainer import Diverged
     from sslcli.training.config import TrainingConfig
     from sslcli.training.observers import LabelledImages
@@ -31,19 +33,22 @@ def train_worker(
     run_dir: Path,
     resume: Path | None,
     threads: int | None = None,
+    deadline: float | None = None,
 ) -> None:
     """The worker every process runs (see ``engine.launch``), computing with ``threads``
-    CPU threads (None: the process's default)."""
+    CPU threads (None: the process's default); a run with a time budget that has not
+    planned its steps yet plans them to end by ``deadline`` (``time.time()``)."""
 
     from sslcli.augment.presets import PRESETS, customise
     from sslcli.engine.atomic import write_failure
+    from sslcli.engine.budget import TimeBudget
     from sslcli.engine.optim import make_optimizer
     from sslcli.engine.runtime import set_threads
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
     from sslcli.methods import METHODS
     from sslcli.models.backbones import backbone_options, build_backbone
-    from sslcli.runs.layout import versioned, write_result
+    from sslcli.runs.layout import versioned, write_config, write_result
     from sslcli.training.config import RESUME_KEYS
     from sslcli.training.observers import CollapseWatch, EpochEvaluation, ProbeTraining
 
@@ -84,6 +89,7 @@ def train_worker(
         log_every=max(1, min(10, steps_per_epoch)),
         weight_decay=config.weight_decay,
         final_weight_decay=config.final_weight_decay,
+        steps=config.steps,
     )
     changes = {"size": config.size, **config.view_changes}
     local = {} if config.local_size is None else {"size": config.local_size}
@@ -102,8 +108,13 @@ def train_worker(
     if evaluation is not None:
         reference = training if evaluation is not training else None
         every = config.knn_every
-        observers.append(
-            EpochEvaluation(evaluation, reference, every, config.epochs, runtime, probe)
+        observers.append(EpochEvaluation(evaluation, reference, every, runtime, probe))
+    budget = None
+    if config.time_budget is not None and config.steps is None and resume is None:
+        budget = TimeBudget(
+            deadline=deadline if deadline is not None else time.time() + config.time_budget,
+            warmup_share=config.warmup_epochs / config.epochs,
+            evaluation_every=config.knn_every if evaluation is not None else None,
         )
     trainer = Trainer(
         runtime,
@@ -114,16 +125,30 @@ def train_worker(
         versioned(config.as_dict() | {"images": data.fingerprint}),
         RESUME_KEYS,
         observers,
+        budget,
     )
     if resume is not None:
         trainer.resume(resume)
     elif runtime.is_main:
         _write_views(batches, run_dir)
+    board = None
+    if config.tensorboard and runtime.is_main:
+        board = _open_board(run_dir, None if resume is None else trainer.step)
+        trainer.mirrors.append(board)
     try:
         result = trainer.fit(batches)
+        if board is not None and evaluation is not None:
+            _board_embeddings(board, trainer.module.backbone, evaluation, data.classes, runtime)
     except Diverged as error:
         raise _with_advice(error, config, run_dir) from error
+    finally:
+        if board is not None:
+            board.close()
     if runtime.is_main:
+        if budget is not None:  # the plan, for the user (checkpoints hold it for resuming)
+            planned = trainer.schedule
+            config = replace(config, steps=planned.total_steps, epochs=planned.epochs)
+            write_config(run_dir, config.as_dict())
         record = {"step": result.step, "interrupted": result.interrupted, **result.last}
         record["threads"] = used_threads
         record["skipped"] = [failure.message for failure in data.failures]
@@ -249,6 +274,44 @@ def _write_views(batches: ViewBatches | ShardBatches, run_dir: Path) -> None:
         from sslcli.engine.atomic import write_failure
 
         _warn(f"{write_failure(run_dir / VIEWS_FILE, error)}; training goes on without it")
+
+
+def _open_board(run_dir: Path, resumed_at: int | None) -> TensorBoardLog:
+    """The run's TensorBoard events, with the first step's views (when they were drawn)."""
+    from sslcli.engine.tensorboard import TensorBoardLog
+    from sslcli.runs.layout import VIEWS_FILE
+
+    board = TensorBoardLog(run_dir, resumed_at)
+    if resumed_at is None and (run_dir / VIEWS_FILE).is_file():
+        board.image("views", run_dir / VIEWS_FILE)
+    return board
+
+
+PROJECTOR_IMAGES = 2000
+"""At most this many evaluation images go to TensorBoard's projector (evenly spaced)."""
+
+
+def _board_embeddings(
+    board: TensorBoardLog,
+    backbone: torch.nn.Module,
+    evaluation: LabelledImages,
+    classes: list[str],
+    runtime: Runtime,
+) -> None:
+    """The trained backbone's features of the evaluation images, for the projector, each
+    labelled with its class (its name, or its index where the training folder has none)."""
+    import numpy as np
+
+    from sslcli.eval.features import extract_features
+
+    count = len(evaluation.labels)
+    chosen = np.linspace(0, count - 1, min(count, PROJECTOR_IMAGES)).round().astype(int)
+    pixels = np.asarray(evaluation.pixels[chosen])
+    with torch.inference_mode():
+        features = extract_features(backbone, pixels, runtime)  # as the kNN evaluation does
+    indices = [int(evaluation.labels[i]) for i in chosen]
+    labels = [classes[index] if classes else str(index) for index in indices]
+    board.embeddings(features, labels, pixels, 0)
 
 
 def _warn_skipped(failures: list[SSLError]) -> None:
