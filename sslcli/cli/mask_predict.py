@@ -16,7 +16,7 @@ from sslcli.errors import usage_error
 from sslcli.text.models import DEFAULT_TEXT_MODEL
 
 if TYPE_CHECKING:
-    from sslcli.text.fill_mask import FillResult
+    from sslcli.text.fill_mask import FillResult, MaskFiller
 
 STDIN = "-"
 BAR_WIDTH = 20
@@ -51,6 +51,24 @@ def mask_predict(
     gpus: Gpus = None,
     device: Device = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write the results to stdout.")] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="On the CPU, fill from the model's ONNX copy in the cache with onnxruntime, "
+            "without starting torch: the embedded model's copy is made on first use, a "
+            "folder's by --prepare-onnx (making one needs sslcli\\[onnx]). --no-onnx: always "
+            "transformers.",
+        ),
+    ] = True,
+    prepare_onnx: Annotated[
+        bool,
+        typer.Option(
+            "--prepare-onnx",
+            help="Make the ONNX copy of --model in ~/.cache/sslcli/onnx ($XDG_CACHE_HOME "
+            "respected), checked against torch, then fill the texts given, if any.",
+        ),
+    ] = False,
 ) -> None:
     """Fill [MASK] in a text with a masked-language model.
 
@@ -58,14 +76,21 @@ def mask_predict(
     (predicted independently); the filled text fills them jointly, most confident mask
     first, running the model again after each. Texts longer than the model reads are cut
     to a window around their masks.
+
+    On the CPU a one-shot fill starts in a fraction of a second from the model's ONNX copy
+    (see --onnx); elsewhere, and for hub models, transformers runs it.
     """
     from sslcli.engine.progress import progress_bar
-    from sslcli.text.fill_mask import FillMask
-    from sslcli.text.loading import load_masked_lm
 
-    inputs = _read_inputs(texts or [], file)
-    loaded = load_masked_lm(model, device_for(gpus, device))
-    fill = FillMask(loaded.model, loaded.tokenizer)
+    prepare_only = prepare_onnx and not texts and file is None
+    inputs = [] if prepare_only else _read_inputs(texts or [], file)
+    if prepare_onnx:
+        from sslcli.text.onnx_cache import prepare
+
+        prepare(model, _note)
+    if prepare_only:
+        return
+    fill = _fill_mask(model, gpus, device, onnx)
     results: list[FillResult] = []
     show = not as_json and len(inputs) > batch_size
     with progress_bar("mask-predict", len(inputs), "text", enabled=show, transient=True) as bar:
@@ -77,6 +102,28 @@ def mask_predict(
         return
     for result in results:
         _print_result(result, show_text=len(results) > 1)
+
+
+def _fill_mask(model: str, gpus: int | None, device: str | None, onnx: bool) -> MaskFiller:
+    """The ONNX fast path when it can be taken (onnx_cache.fast_fill_mask), else the model
+    loaded with transformers on the device asked."""
+    from sslcli.text.device import asks_for_cpu
+
+    if onnx and asks_for_cpu(gpus, device):
+        from sslcli.text.onnx_cache import fast_fill_mask
+
+        fast = fast_fill_mask(model, _note)
+        if fast is not None:
+            return fast
+    from sslcli.text.fill_mask import FillMask
+    from sslcli.text.loading import load_masked_lm
+
+    loaded = load_masked_lm(model, device_for(gpus, device))
+    return FillMask(loaded.model, loaded.tokenizer)
+
+
+def _note(line: str) -> None:
+    stderr.print(Text(line, style="dim"), soft_wrap=True)
 
 
 def _read_inputs(texts: list[str], file: str | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""A torch module written as ONNX, and checked against torch with onnxruntime.
+"""A torch module written as ONNX, and checked against torch with onnxruntime (torch is
+imported only by the functions that need it: reading an ONNX file does not).
 
 The graph comes from ``torch.onnx.export``'s exporter built on ``torch.export`` (the
 ``dynamo=True`` path, which needs ``onnx`` and ``onnxscript``); the named axes of the inputs
@@ -15,12 +16,15 @@ import io
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from sslcli.errors import runtime_error, usage_error
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 INLINE_WEIGHT_BYTES = 3 * 2**29
 """Up to this many bytes of weights are stored inside the ``.onnx`` file itself."""
@@ -50,6 +54,8 @@ def write_onnx(
     ``free_axes`` names, per input, the axes left dynamic (``{"images": {0: "batch"}}``);
     an axis name shared by several inputs is one dimension.
     """
+    import torch
+
     for package in ("onnx", "onnxscript"):
         require(package)
     dims: dict[str, torch.export.Dim] = {}
@@ -91,6 +97,7 @@ def largest_difference(path: Path, module: nn.Module, inputs: Mapping[str, torch
     the CPU, and ``module``'s on the same inputs (in the order the file declares them)."""
     require("onnxruntime")
     import onnxruntime
+    import torch
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     fed = {name: tensor.cpu().numpy() for name, tensor in inputs.items()}

@@ -11,6 +11,10 @@ pipeline's, may rank them.
 
 Texts longer than the model reads are truncated to a window centred on the masks; a text
 whose masks lie further apart than the model reads is refused.
+
+One implementation, :class:`MaskFiller`, over numpy arrays, serves both backends
+(``backends``): :class:`FillMask` builds it on a torch model and its transformers tokenizer,
+``onnx_cache.open_fill_mask`` on an ONNX file and a ``tokenizers`` tokenizer.
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sslcli.errors import usage_error
-from sslcli.text.head import logits_at
-from sslcli.text.loading import position_count, special_token_ids, special_tokens_around
+from sslcli.text.backends import (
+    LogitsFunction,
+    ModelFacts,
+    Tokens,
+    TransformersTokens,
+    facts_of,
+    torch_logits,
+)
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MASK_PLACEHOLDER = "[MASK]"
 """Accepted in every text whatever the model's own mask token is."""
 PREVIEW_CHARACTERS = 60
-DEFAULT_POSITIONS = 512
-"""Tokens read at once by a model whose config states no position table."""
 
 
 @dataclass(frozen=True)
@@ -66,17 +75,13 @@ class _Encoded:
     truncated: bool
 
 
-class FillMask:
-    """Fill-mask with a loaded model (in eval mode) and its tokenizer."""
+class MaskFiller:
+    """Fill-mask over any backend: a logits function, a tokenizer and the model's facts."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.device = next(model.parameters()).device
-        self.mask_id: int = tokenizer.mask_token_id
-        self.special_ids = special_token_ids(tokenizer, model.config.vocab_size)
-        self.max_tokens = _max_tokens(model, tokenizer)
-        self.prefix, self.suffix = special_tokens_around(tokenizer)
+    def __init__(self, logits: LogitsFunction, tokens: Tokens, facts: ModelFacts) -> None:
+        self.logits = logits
+        self.tokens = tokens
+        self.facts = facts
 
     def predict(
         self, texts: Sequence[str], top_k: int = 5, batch_size: int = 32
@@ -86,7 +91,7 @@ class FillMask:
             raise usage_error(f"--top-k must be 1 or more, got {top_k}")
         if batch_size < 1:
             raise usage_error(f"--batch-size must be 1 or more, got {batch_size}")
-        top_k = min(top_k, self.model.config.vocab_size)
+        top_k = min(top_k, self.facts.vocab_size)
         encoded = self.encode(texts)  # all of them first: bad input fails before any work
         for start in range(0, len(texts), batch_size):
             batch = encoded[start : start + batch_size]
@@ -108,69 +113,55 @@ class FillMask:
                 raise usage_error(
                     f"text {number} is empty", f"give a text with {MASK_PLACEHOLDER} in it"
                 )
-        tokenized = self.tokenizer(
-            [self._native_masks(text) for text in texts], add_special_tokens=False
-        )["input_ids"]
+        tokenized = self.tokens.encode([self._native_masks(text) for text in texts])
         return [
             self._fit(ids, number, text)
             for number, (ids, text) in enumerate(zip(tokenized, texts, strict=True), 1)
         ]
 
     def _native_masks(self, text: str) -> str:
-        return text.replace(MASK_PLACEHOLDER, self.tokenizer.mask_token)
+        return text.replace(MASK_PLACEHOLDER, self.facts.mask_token)
 
     def _fit(self, ids: list[int], number: int, text: str) -> _Encoded:
-        masks = [index for index, token in enumerate(ids) if token == self.mask_id]
+        masks = [index for index, token in enumerate(ids) if token == self.facts.mask_id]
         if not masks:
-            native = self.tokenizer.mask_token
+            native = self.facts.mask_token
             alternative = f" or {native}" if native != MASK_PLACEHOLDER else ""
             raise usage_error(
                 f"text {number} has no mask: {_preview(text)!r}",
                 f"write {MASK_PLACEHOLDER}{alternative} where a word is missing",
             )
-        budget = self.max_tokens - len(self.prefix) - len(self.suffix)
+        prefix, suffix = list(self.facts.prefix), list(self.facts.suffix)
+        budget = self.facts.max_tokens - len(prefix) - len(suffix)
         truncated = len(ids) > budget
         if truncated:
             span = masks[-1] - masks[0] + 1
             if span > budget:
                 raise usage_error(
                     f"text {number} is too long: its masks span {span} tokens and the model "
-                    f"reads at most {self.max_tokens}",
+                    f"reads at most {self.facts.max_tokens}",
                     "split it into shorter texts, each with its masks close together",
                 )
             centre = (masks[0] + masks[-1]) // 2
             lowest, highest = max(0, masks[-1] - budget + 1), min(masks[0], len(ids) - budget)
             start = min(max(centre - budget // 2, lowest), highest)
             ids = ids[start : start + budget]
-        return _Encoded(self.prefix + ids + self.suffix, truncated)
+        return _Encoded(prefix + ids + suffix, truncated)
 
-    def _mask_probabilities(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        """Per sequence: a (masks, vocabulary) tensor of probabilities, on the CPU."""
-        import torch
-
-        length = max(len(ids) for ids in sequences)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(sequences), length), pad, dtype=torch.long)
-        attention = torch.zeros((len(sequences), length), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-        rows, columns = (input_ids == self.mask_id).nonzero(as_tuple=True)
-        with torch.inference_mode():
-            logits = logits_at(
-                self.model, input_ids.to(self.device), attention.to(self.device), rows, columns
-            )
-            probabilities = logits.float().softmax(dim=-1).cpu()
-        counts = torch.bincount(rows, minlength=len(sequences)).tolist()
-        return list(probabilities.split(counts))
+    def _mask_probabilities(self, sequences: list[list[int]]) -> list[np.ndarray]:
+        """Per sequence: a (masks, vocabulary) float32 array of probabilities."""
+        input_ids, attention = padded(sequences, self.facts.pad_id)
+        probabilities = _softmax(self.logits(input_ids, attention))
+        counts = (input_ids == self.facts.mask_id).sum(axis=1)
+        return np.split(probabilities, np.cumsum(counts)[:-1])
 
     def _result(
-        self, text: str, item: _Encoded, probabilities: torch.Tensor, top_k: int
+        self, text: str, item: _Encoded, probabilities: np.ndarray, top_k: int
     ) -> FillResult:
-        values, indices = probabilities.topk(top_k, dim=-1)
+        values, indices = _top_k(probabilities, top_k)
         guesses = [
             [
-                Guess(token_id, self.tokenizer.decode([token_id]), score)
+                Guess(token_id, self.tokens.decode([token_id]), score)
                 for token_id, score in zip(ids, scores, strict=True)
             ]
             for ids, scores in zip(indices.tolist(), values.tolist(), strict=True)
@@ -179,26 +170,28 @@ class FillMask:
         return FillResult(
             text=text,
             guesses=guesses,
-            filled=self.tokenizer.decode(filled_ids, skip_special_tokens=True),
-            filled_tokens=[self.tokenizer.decode([token_id]) for token_id in chosen],
+            filled=self.tokens.decode(filled_ids, skip_special_tokens=True),
+            filled_tokens=[self.tokens.decode([token_id]) for token_id in chosen],
             filled_score=score,
             truncated=item.truncated,
         )
 
     def _joint_fill(
-        self, ids: list[int], probabilities: torch.Tensor
+        self, ids: list[int], probabilities: np.ndarray
     ) -> tuple[list[int], list[int], float]:
         """Fill the most confident mask, run the model again, repeat. Returns the filled ids,
         the chosen token per mask (in text order) and the product of their probabilities."""
         ids = list(ids)
-        positions = [index for index, token in enumerate(ids) if token == self.mask_id]
+        positions = [index for index, token in enumerate(ids) if token == self.facts.mask_id]
+        special = list(self.facts.special_ids)
         chosen: dict[int, int] = {}
         score = 1.0
         while True:
             remaining = [position for position in positions if position not in chosen]
-            probabilities = probabilities.clone()
-            probabilities[:, self.special_ids] = 0  # no [MASK], [SEP], [PAD], [UNK], ...
-            best, token = probabilities.max(dim=-1)
+            probabilities = probabilities.copy()
+            probabilities[:, special] = 0  # no [MASK], [SEP], [PAD], [UNK], ...
+            token = probabilities.argmax(axis=-1)
+            best = probabilities[np.arange(len(token)), token]
             pick = int(best.argmax())
             chosen[remaining[pick]] = int(token[pick])
             ids[remaining[pick]] = int(token[pick])
@@ -208,12 +201,41 @@ class FillMask:
             probabilities = self._mask_probabilities([ids])[0]
 
 
-def _max_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens the model reads at once: its position table, capped by the tokenizer's stated
-    maximum."""
-    positions = position_count(model) or DEFAULT_POSITIONS
-    stated = tokenizer.model_max_length
-    return min(positions, stated) if stated and stated < 1_000_000 else positions
+class FillMask(MaskFiller):
+    """Fill-mask with a loaded transformers model (in eval mode) and its tokenizer."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        facts = facts_of(model, tokenizer)
+        super().__init__(torch_logits(model, facts.mask_id), TransformersTokens(tokenizer), facts)
+        self.model = model
+        self.tokenizer = tokenizer
+
+
+def padded(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(texts, longest) int64 token ids, padded on the right with ``pad_id``, and the
+    attention mask (1 on tokens, 0 on padding), as the pipeline's tokenizer pads them."""
+    length = max(len(ids) for ids in sequences)
+    input_ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
+    attention = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = ids
+        attention[row, : len(ids)] = 1
+    return input_ids, attention
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float32, as ``torch.softmax``: exp(x - max) / sum."""
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def _top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest of each row, largest first, and their indices (``torch.topk``); of
+    equal values among them the lower index comes first."""
+    candidates = np.sort(np.argpartition(-probabilities, k - 1, axis=-1)[:, :k], axis=-1)
+    values = np.take_along_axis(probabilities, candidates, axis=-1)
+    order = np.argsort(-values, axis=-1, kind="stable")
+    return np.take_along_axis(values, order, axis=-1), np.take_along_axis(candidates, order, -1)
 
 
 def _preview(text: str) -> str:

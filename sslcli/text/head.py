@@ -40,6 +40,15 @@ def logits_at(
     return head(hidden[rows.to(hidden.device), columns.to(hidden.device)])
 
 
+def logits_at_masks(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int
+) -> torch.Tensor:
+    """(masks, vocabulary) logits at every position of ``input_ids`` holding ``mask_id``, row
+    by row (``logits_at`` those positions); traced as it is into the ONNX copy."""
+    rows, columns = (input_ids == mask_id).nonzero(as_tuple=True)
+    return logits_at(model, input_ids, attention_mask, rows, columns)
+
+
 def initialise_head(model: PreTrainedModel) -> None:
     """Reset the head: square transforms to the identity, normalisations to 1 and 0, output
     biases to 0, the decoder tied to the word embeddings. Predictions then start from the
