@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from sslcli.errors import SSLError
 
@@ -18,6 +19,8 @@ def print_json(payload: Any) -> None:
 
 
 def print_error(error: SSLError) -> None:
-    stderr.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
+    """The error and its hint; their text is printed as written (a file name with
+    ``[...]`` in it is not read as a style tag)."""
+    stderr.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)
     if error.hint:
-        stderr.print(f"[dim]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+        stderr.print(f"[dim]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)

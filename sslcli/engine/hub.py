@@ -42,3 +42,10 @@ def hub_unreachable(name: str) -> bool:
     except Exception:  # no answer: no network, no name resolution, a timeout
         return True
     return False
+
+
+def hub_cached(name: str) -> bool:
+    """Whether a hub model ``name`` is in the local cache (its ``config.json`` is)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)

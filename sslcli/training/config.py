@@ -328,7 +328,7 @@ def _local_crops(
 def _teacher(name: str | None) -> str:
     """``--teacher``: an existing folder, made absolute (a resumed run may start elsewhere),
     or a hub id as given."""
-    from sslcli.engine.hub import looks_like_hub_id
+    from sslcli.engine.hub import hub_cached, hub_unreachable, looks_like_hub_id
 
     if name is None:
         raise usage_error(
@@ -337,9 +337,17 @@ def _teacher(name: str | None) -> str:
         )
     if Path(name).exists():
         return str(Path(name).resolve())
-    if looks_like_hub_id(name):
+    if looks_like_hub_id(name) and not (hub_unreachable(name) and not hub_cached(name)):
         return name
-    raise usage_error(f"no such teacher: {name}", "give a run folder or a model folder")
+    raise usage_error(
+        f"no such teacher: {name}",
+        "give a run folder or a model folder"
+        + (
+            " (as a hub id it is not in the local cache, and the hub cannot be reached)"
+            if looks_like_hub_id(name)
+            else ""
+        ),
+    )
 
 
 def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:

@@ -13,7 +13,7 @@ from sslcli.cli.app import app
 runner = CliRunner()
 COMMANDS = [
     "mask-predict", "train-mlm", "augment", "train-siamese", "train-latent", "sweep", "energy",
-    "embed", "eval", "models",
+    "embed", "eval", "models", "export", "pack",
 ]  # fmt: skip
 
 
@@ -108,3 +108,11 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "sslcli", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"sslcli {__version__}"
+
+
+def test_an_error_naming_a_path_with_brackets_shows_it_as_typed(tmp_path) -> None:
+    """rich would read "[bold]" in a file name as a style tag and drop it from the message."""
+    folder = tmp_path / "run[bold]s"
+    result = runner.invoke(app, ["export", str(folder), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert f"no such run folder: {folder}" in " ".join(result.output.split())

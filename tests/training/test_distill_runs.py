@@ -86,3 +86,17 @@ def test_distillation_without_a_teacher_or_with_a_missing_one_is_refused(
     refused = runner.invoke(app, ["train-siamese", str(digits), *missing])
     assert refused.exit_code == 2 and "no such teacher: ./runs/none" in refused.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_teacher_that_is_neither_a_folder_nor_a_cached_hub_model_is_refused_at_once(
+    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs/none`` without a ``runs/`` folder reads as a hub id; offline (HF_HUB_OFFLINE,
+    as in the tests) and not in the local cache, it cannot be loaded: one sentence, before
+    the store is built or a process starts."""
+    monkeypatch.chdir(tmp_path)
+    options = _options(tmp_path, "c", "--method", "distill", "--teacher", "runs/none")
+    refused = runner.invoke(app, ["train-siamese", str(digits), *options])
+    assert refused.exit_code == 2, refused.output
+    assert "no such teacher: runs/none" in " ".join(refused.stderr.split())
+    assert not (tmp_path / "c").exists()
