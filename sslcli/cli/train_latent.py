@@ -57,6 +57,10 @@ from sslcli.cli.view_options import (
     SolarizeProb,
     view_changes,
 )
+from sslcli.errors import usage_error
+
+OBJECTIVES = {"views": "latent", "masked": "masked-latent"}
+"""``--objective``: the method each trains."""
 
 
 def train_latent(
@@ -67,7 +71,7 @@ def train_latent(
     drop_path: DropPath = 0.0,
     size: Size = 224,
     small_images: SmallImages = None,
-    preset: PresetName = "vicreg",
+    preset: PresetName = None,
     crop_scale: CropScale = None,
     crop_ratio: CropRatio = None,
     jitter: Jitter = None,
@@ -87,8 +91,17 @@ def train_latent(
     warmup_epochs: WarmupEpochs = None,
     projector_hidden_dim: ProjectorHiddenDim = None,
     projector_dim: ProjectorDim = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="views: predict one augmented view's embedding from another's; masked: "
+            "hide blocks of a ViT's patches and predict their representations from the "
+            "visible ones (I-JEPA's masking, with z)."
+        ),
+    ] = "views",
     latent_dim: Annotated[
-        int | None, typer.Option(help="Dimensions of z \\[default: 16].", show_default=False)
+        int | None,
+        typer.Option(help="Dimensions of z; 0: no z \\[default: 16].", show_default=False),
     ] = None,
     z_steps: Annotated[
         int | None,
@@ -162,9 +175,13 @@ def train_latent(
     from sslcli.training.config import TrainingRequest
     from sslcli.training.run import Devices
 
+    if objective not in OBJECTIVES:
+        raise usage_error(
+            f"unknown --objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}"
+        )
     request = TrainingRequest(
         data=None if data is None else str(data),
-        method="latent",
+        method=OBJECTIVES[objective],
         backbone=backbone,
         size=size,
         small_images=small_images,

@@ -168,12 +168,15 @@ def train_siamese(
     as_json: AsJson = False,
 ) -> None:
     """Train a joint-embedding (siamese) encoder on a folder of images."""
-    if method == "latent":
-        raise usage_error(
-            "the latent-variable method trains with its own command", f"sslcli train-latent {data}"
-        )
     from sslcli.engine.budget import parse_duration
-    from sslcli.training.config import TrainingRequest
+    from sslcli.training.config import LATENT_METHODS, TrainingRequest
+
+    if method in LATENT_METHODS:
+        objective = " --objective masked" if method == "masked-latent" else ""
+        raise usage_error(
+            "the latent-variable methods train with their own command",
+            f"sslcli train-latent {data}{objective}",
+        )
     from sslcli.training.run import Devices
 
     request = TrainingRequest(

@@ -69,7 +69,8 @@ PresetName = Annotated[
     str | None,
     typer.Option(
         help="Augmentation preset of the views \\[default: the method's: dino (2 global + 6 "
-        "local crops) for dino, ibot and lejepa, else simclr].",
+        "local crops) for dino, ibot and lejepa; vicreg for train-latent, minimal for its "
+        "masked objective; else simclr].",
         show_default=False,
     ),
 ]

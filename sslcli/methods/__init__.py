@@ -146,3 +146,17 @@ def latent() -> type[SSLMethod]:
     from sslcli.methods.latent import LatentPredictive
 
     return LatentPredictive
+
+
+@METHODS.register(
+    "masked-latent",
+    "masked latent prediction (train-latent --objective masked): I-JEPA's multi-block masks, "
+    "a context encoder on the visible patches, an EMA target encoder, a narrow ViT predictor "
+    "of the hidden blocks' patch representations given their positions and a regularised "
+    "latent z (--latent-dim 0: none, I-JEPA); ViTs only; AdamW, lr 1.25e-4 per 256, "
+    "wd 0.04 -> 0.4",
+)
+def masked_latent() -> type[SSLMethod]:
+    from sslcli.methods.masked_latent import MaskedLatent
+
+    return MaskedLatent

@@ -45,8 +45,9 @@ Z_REGULARISERS = ("l2", "l1")
 TARGETS = ("online", "ema")
 
 
-def _squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (prediction.float() - target).pow(2).mean(dim=1)
+def squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """E per sample: the mean of the squared differences over all but the first axis, fp32."""
+    return (prediction.float() - target).pow(2).flatten(1).mean(dim=1)
 
 
 class LatentPredictor(nn.Module):
@@ -92,8 +93,64 @@ class Inference:
     """E(z = 0); the z-gap is ``energy_at_zero - free_energy`` >= 0."""
 
 
+@dataclass(frozen=True)
+class ZSearch:
+    """F = min over z of E(z) + weight R(z), per sample: from z = 0, ``steps`` proximal
+    gradient steps on z alone (``torch.autograd.grad`` on z: no parameter gradient), the best
+    z seen kept, so F <= E(z = 0) always; z stays inside [-Z_BOUND, Z_BOUND]."""
+
+    latent_dim: int
+    steps: int
+    lr: float
+    reg: str
+    weight: float
+
+    def __post_init__(self) -> None:
+        if self.reg not in Z_REGULARISERS:
+            raise ValueError(f"z_reg must be one of {Z_REGULARISERS}, got {self.reg!r}")
+
+    def regulariser(self, z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * z.pow(2).sum(dim=1) if self.reg == "l2" else z.abs().sum(dim=1)
+
+    def minimise(
+        self,
+        energy_of: Callable[[torch.Tensor], torch.Tensor],
+        count: int,
+        device: torch.device,
+    ) -> Inference:
+        """``energy_of(z)``: E per sample for the (count, latent_dim) z, differentiable in z."""
+        z = torch.zeros(count, self.latent_dim, device=device)
+        best_z, best = torch.zeros_like(z), None
+        steps = self.steps if self.latent_dim else 0  # no z: F = E
+        with torch.enable_grad():
+            for step in range(steps + 1):
+                z.requires_grad_(True)
+                energy = energy_of(z)
+                total = energy.detach() + self.weight * self.regulariser(z.detach())
+                if best is None:
+                    at_zero, best = energy.detach(), total
+                else:
+                    better = total < best
+                    best = torch.where(better, total, best)
+                    best_z = torch.where(better[:, None], z.detach(), best_z)
+                if step == steps:
+                    break
+                (gradient,) = torch.autograd.grad(energy.sum(), z)
+                z = self._proximal(z.detach() - self.lr * gradient)
+        return Inference(best_z.detach(), best, at_zero)
+
+    def _proximal(self, z: torch.Tensor) -> torch.Tensor:
+        """The regulariser's proximal step (shrink for l2, soft-threshold for l1), boxed."""
+        shrink = self.lr * self.weight
+        if self.reg == "l2":
+            return (z / (1 + shrink)).clamp(-Z_BOUND, Z_BOUND)
+        return (z.sign() * (z.abs() - shrink).clamp_min(0)).clamp(-Z_BOUND, Z_BOUND)
+
+
 class LatentPredictive(SSLMethod):
-    defaults = TrainingDefaults(optimizer="lars", lr_per_256=0.2, weight_decay=1e-6)
+    defaults = TrainingDefaults(
+        optimizer="lars", lr_per_256=0.2, weight_decay=1e-6, preset="vicreg"
+    )
 
     def __init__(
         self,
@@ -109,8 +166,6 @@ class LatentPredictive(SSLMethod):
         target: str = "online",
         base_momentum: float = 0.99,
     ) -> None:
-        if z_reg not in Z_REGULARISERS:
-            raise ValueError(f"z_reg must be one of {Z_REGULARISERS}, got {z_reg!r}")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         super().__init__(backbone)
@@ -122,10 +177,7 @@ class LatentPredictive(SSLMethod):
             self.target_backbone = frozen_copy(backbone)
             self.target_projector = frozen_copy(self.projector)
         self.latent_dim = latent_dim
-        self.z_steps = z_steps
-        self.z_lr = z_lr
-        self.z_reg = z_reg
-        self.z_weight = z_weight
+        self.search = ZSearch(latent_dim, z_steps, z_lr, z_reg, z_weight)
         self.z_dropout = z_dropout
 
     def context(self, images: torch.Tensor) -> torch.Tensor:
@@ -141,39 +193,17 @@ class LatentPredictive(SSLMethod):
 
     def energy(self, context: torch.Tensor, target: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """E per sample: the mean squared error of the prediction, in fp32."""
-        return _squared_error(self.predictor(context, z), target)
+        return squared_error(self.predictor(context, z), target)
 
     def regulariser(self, z: torch.Tensor) -> torch.Tensor:
-        return 0.5 * z.pow(2).sum(dim=1) if self.z_reg == "l2" else z.abs().sum(dim=1)
+        return self.search.regulariser(z)
 
     def infer(self, context: torch.Tensor, target: torch.Tensor) -> Inference:
         """min over z of E + z_weight R(z), per sample, by proximal gradient steps on z."""
-        z = torch.zeros(len(context), self.latent_dim, device=context.device)
-        best_z, best = torch.zeros_like(z), None
-        with torch.enable_grad():
-            predict = self.predictor.given(context.detach())
-            for step in range(self.z_steps + 1):
-                z.requires_grad_(True)
-                energy = _squared_error(predict(z), target.detach())
-                total = energy.detach() + self.z_weight * self.regulariser(z.detach())
-                if best is None:
-                    at_zero, best = energy.detach(), total
-                else:
-                    better = total < best
-                    best = torch.where(better, total, best)
-                    best_z = torch.where(better[:, None], z.detach(), best_z)
-                if step == self.z_steps:
-                    break
-                (gradient,) = torch.autograd.grad(energy.sum(), z)
-                z = self._proximal(z.detach() - self.z_lr * gradient)
-        return Inference(best_z.detach(), best, at_zero)
-
-    def _proximal(self, z: torch.Tensor) -> torch.Tensor:
-        """The regulariser's proximal step (shrink for l2, soft-threshold for l1), boxed."""
-        shrink = self.z_lr * self.z_weight
-        if self.z_reg == "l2":
-            return (z / (1 + shrink)).clamp(-Z_BOUND, Z_BOUND)
-        return (z.sign() * (z.abs() - shrink).clamp_min(0)).clamp(-Z_BOUND, Z_BOUND)
+        predict = self.predictor.given(context.detach())
+        target = target.detach()
+        energy_of = lambda z: squared_error(predict(z), target)  # noqa: E731
+        return self.search.minimise(energy_of, len(context), context.device)
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
@@ -186,7 +216,7 @@ class LatentPredictive(SSLMethod):
             t1, t2 = per_view(self.target, views)
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
         inferred = self.infer(context, target)
-        # the predictor runs in the training precision; the energies are fp32 (_squared_error)
+        # the predictor runs in the training precision; the energies are fp32 (squared_error)
         predicted = self.energy(context, target, inferred.z)
         unaided = self.energy(context, target, torch.zeros_like(inferred.z))
         with torch.autocast(context.device.type, enabled=False):

@@ -1,6 +1,12 @@
-"""A ViT's tokens with some patches hidden: iBOT's and DINOv2's student input, where masked
-patch embeddings are replaced by a learnt mask token before the position embeddings
-(``masked_embed`` in iBOT's vision_transformer.py, ``mask_token`` in DINOv2's)."""
+"""A ViT's tokens with some patches hidden, two ways:
+
+- replaced (``masked_tokens``): iBOT's and DINOv2's student input, where masked patch
+  embeddings are replaced by a learnt mask token before the position embeddings
+  (``masked_embed`` in iBOT's vision_transformer.py, ``mask_token`` in DINOv2's);
+- left out (``visible_tokens``): I-JEPA's context encoder, which runs on the visible patches
+  alone, each with its own position embedding (``apply_masks`` in ijepa's
+  ``src/models/vision_transformer.py``).
+"""
 
 from __future__ import annotations
 
@@ -26,3 +32,15 @@ def masked_tokens(
     x = vit.norm_pre(x)
     x = vit.blocks(x)
     return vit.norm(x)
+
+
+def visible_tokens(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """timm's ``forward_features`` on the patches ``keep`` (N, K) indexes (row-major) alone,
+    after their position embeddings: (N, prefix + K, dim), the class token first. Hidden
+    patches take no part in attention, so nothing of them reaches the output."""
+    x = vit._pos_embed(vit.patch_embed(images))  # (N, prefix + patches, dim)
+    prefix = vit.num_prefix_tokens
+    patches = torch.gather(x[:, prefix:], 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    x = torch.cat([x[:, :prefix], patches], dim=1)
+    x = vit.norm_pre(vit.patch_drop(x))
+    return vit.norm(vit.blocks(x))

@@ -49,7 +49,7 @@ _METHOD_OPTIONS = {
     "temperature": ("--temperature", _positive),
     "hidden_dim": ("--projector-hidden-dim", _positive),
     "projection_dim": ("--projector-dim", _positive),
-    "latent_dim": ("--latent-dim", _positive),
+    "latent_dim": ("--latent-dim", _non_negative),
     "z_steps": ("--z-steps", _non_negative),
     "z_lr": ("--z-lr", _positive),
     "z_reg": ("--z-reg", _regulariser),
@@ -63,6 +63,8 @@ _METHOD_OPTIONS = {
     "teacher": ("--teacher", _named),
     "teacher_momentum": ("--teacher-momentum", _fraction),
 }
+LATENT_METHODS = ("latent", "masked-latent")
+"""The methods ``train-latent`` trains (its ``--objective views`` and ``masked``)."""
 RESUME_KEYS = (
     "method",
     "backbone",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sslcli.errors import usage_error
-from sslcli.training.config import TrainingConfig, TrainingRequest
+from sslcli.training.config import LATENT_METHODS, TrainingConfig, TrainingRequest
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def run_training(
 
 def _check_kind(kind: str, saved: dict[str, Any], resume: Path | None) -> None:
     """A latent run resumes with train-latent, a joint-embedding one with train-siamese."""
-    saved_kind = "latent" if saved["method"] == "latent" else "siamese"
+    saved_kind = "latent" if saved["method"] in LATENT_METHODS else "siamese"
     if saved_kind != kind:
         raise usage_error(
             f"{resume} is a train-{saved_kind} run",

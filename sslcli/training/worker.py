@@ -349,7 +349,9 @@ def _start_from_encoder(backbone: torch.nn.Module, init: str) -> None:
 
 def _with_advice(error: Diverged, config: TrainingConfig, run_dir: Path) -> SSLError:
     """The divergence, with the command that continues (or restarts) the run."""
-    command = "train-latent" if config.method == "latent" else "train-siamese"
+    from sslcli.training.config import LATENT_METHODS
+
+    command = "train-latent" if config.method in LATENT_METHODS else "train-siamese"
     lower = f"--lr {config.lr_per_256 / 10:g}"
     fp32 = ", or --precision fp32" if config.precision != "fp32" else ""
     if error.last_good is None:

@@ -1,7 +1,6 @@
 """train-latent end to end on real digits: metrics, exact resume, energy of its runs."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from tests.conftest import copy_digits
+from tests.training.rewound import rewound_copy
 
 runner = CliRunner()
 
@@ -48,9 +48,7 @@ def test_a_run_logs_energy_z_gap_and_z_norm_and_resumes_exactly(
     assert all({"energy", "z_gap", "z_norm"} <= set(m) for m in steps if "loss" in m)
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights
     final = load_checkpoint(resolve_resume(tmp_path / "run")).weights
-    shutil.copytree(tmp_path / "run", tmp_path / "again")
-    (tmp_path / "again" / "checkpoints" / "latest").write_text("step-00000003\n")
-    shutil.rmtree(tmp_path / "again" / "checkpoints" / "step-00000004")
+    rewound_copy(tmp_path / "run", tmp_path / "again", last_kept=3, removed=4)
     options = _options(tmp_path, "again", "--checkpoint-every", "1", "--target", target)
     options += ["--resume", str(tmp_path / "again")]
     resumed = runner.invoke(app, ["train-latent", str(digits), *options])
@@ -64,7 +62,7 @@ def test_bad_latent_options_are_clear_errors(digits: Path, tmp_path: Path) -> No
     for extra, message in (
         (("--z-reg", "l3"), "--z-reg must be l2 or l1"),
         (("--z-dropout", "1.5"), "--z-dropout must be between 0 and 1"),
-        (("--latent-dim", "0"), "--latent-dim must be above 0"),
+        (("--latent-dim", "-1"), "--latent-dim must be 0 or more"),
         (("--target", "mean"), "--target must be online or ema"),
     ):
         result = runner.invoke(app, ["train-latent", str(digits), *_options(tmp_path, "x", *extra)])

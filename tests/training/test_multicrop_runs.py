@@ -4,7 +4,6 @@ their settings recorded, exact resume across the schedules they keep themselves.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from tests.conftest import copy_digits
+from tests.training.rewound import rewound_copy
 
 runner = CliRunner()
 
@@ -60,9 +60,7 @@ def test_a_multi_crop_run_records_its_views_and_resumes_exactly(
         assert sheet.width == 4 + 5 * (128 + 4)
     # resume from step 3: the last step (epoch 2: teacher temperature, unfrozen last layer,
     # the centre, SIGReg's directions of step 3) is trained again to the same weights
-    shutil.copytree(run, tmp_path / "again")
-    (tmp_path / "again" / "checkpoints" / "latest").write_text("step-00000003\n")
-    shutil.rmtree(tmp_path / "again" / "checkpoints" / "step-00000004")
+    rewound_copy(run, tmp_path / "again", last_kept=3, removed=4)
     resumed = runner.invoke(app, ["train-siamese", "--resume", str(tmp_path / "again")])
     assert resumed.exit_code == 0, resumed.output
     again = load_checkpoint(resolve_resume(tmp_path / "again")).weights

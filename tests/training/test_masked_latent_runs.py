@@ -1,0 +1,81 @@
+"""train-latent --objective masked end to end on real digits: what it logs, exact resume,
+its encoder used by embed, and the settings it refuses."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sslcli.cli.app import app
+from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
+from tests.conftest import copy_digits
+from tests.training.rewound import rewound_copy
+
+runner = CliRunner()
+
+
+def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
+    return [
+        "--objective", "masked", "--backbone", "vit-tiny", "--patch-size", "4", "--size", "16",
+        "--batch-size", "16", "--epochs", "2", "--gpus", "0", "--latent-dim", "4",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    return copy_digits(tmp_path / "digits")
+
+
+def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
+    digits: Path, tmp_path: Path
+) -> None:
+    options = _options(tmp_path, "run", "--checkpoint-every", "1", "--json")
+    result = runner.invoke(app, ["train-latent", str(digits), *options])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["step"] == 4 and report["z_gap"] >= 0 and report["energy"] > 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["method"] == "masked-latent" and config["preset"] == "minimal"
+    assert config["optimizer"] == "adamw" and config["final_weight_decay"] == 0.4
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert all({"energy", "z_gap", "effective_rank"} <= set(r) for r in records if "loss" in r)
+    # resume from the step-3 checkpoint: the last step is trained again, to the same weights
+    final = load_checkpoint(resolve_resume(tmp_path / "run")).weights
+    rewound_copy(tmp_path / "run", tmp_path / "again", last_kept=3, removed=4)
+    resumed = runner.invoke(app, ["train-latent", "--resume", str(tmp_path / "again")])
+    assert resumed.exit_code == 0, resumed.output
+    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
+    for name, tensor in final.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+    embedded = runner.invoke(
+        app,
+        ["embed", str(digits), "-m", str(tmp_path / "run"), "-o", str(tmp_path / "e.npy"),
+         "--gpus", "0", "--cache-dir", str(tmp_path / "cache"), "--json"],
+    )  # fmt: skip
+    assert embedded.exit_code == 0, embedded.output
+    assert json.loads(embedded.stdout)["dimensions"] == 192
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "message"),
+    [
+        ("train-latent", ["--objective", "masked", "--backbone", "tiny-cnn"], "has none"),
+        ("train-latent", ["--objective", "pixels"], "unknown --objective 'pixels'"),
+        (
+            "train-latent",
+            ["--objective", "masked", "--backbone", "vit-tiny", "--target", "ema"],
+            "--target does not apply to masked-latent",
+        ),
+        ("train-siamese", ["--method", "masked-latent"], "--objective masked"),
+    ],
+)
+def test_settings_the_masked_objective_cannot_take_are_refused(
+    digits: Path, tmp_path: Path, command: str, extra: list[str], message: str
+) -> None:
+    options = ["--gpus", "0", "--out", str(tmp_path / "x"), *extra]
+    result = runner.invoke(app, [command, str(digits), *options])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
