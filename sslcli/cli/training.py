@@ -140,7 +140,7 @@ TensorBoard = Annotated[
         "--tensorboard/--no-tensorboard",
         help="Also write TensorBoard event files to RUN/tensorboard: the metrics, the first "
         "step's views and, at the end, the evaluation images' embeddings for the projector "
-        "(pip install 'sslcli[tensorboard]'; metrics.jsonl stays the record).",
+        "(pip install 'sslcli\\[tensorboard]'; metrics.jsonl stays the record).",
     ),
 ]
 
