@@ -1,5 +1,5 @@
-"""Each method at a size the CPU tests afford: a tiny CNN (a ViT for iBOT, which masks
-patches), small heads, and a teacher for distillation."""
+"""Each method at a size the CPU tests afford: a tiny CNN (a ViT for iBOT and masked latent
+prediction, which mask patches), small heads, and a teacher for distillation."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ def small_method(name: str, **options: Any) -> SSLMethod:
         method = cls(TinyCNN(), teacher_dim=128, **options)
         method.teach_with(TinyCNN())
         return method
+    if cls.needs_patches:
+        vit = build_backbone("vit-tiny", BackboneOptions(image_size=16, patch_size=4))
+        if name == "masked-latent":  # no heads: a predictor of its own
+            return cls(vit, latent_dim=4, **options)
+        return cls(vit, **({"hidden_dim": 64, "projection_dim": 32, "prototypes": 64} | options))
     heads = {"hidden_dim": 64, "projection_dim": 32} | options
-    if name in ("dino", "ibot"):
+    if name == "dino":
         heads["prototypes"] = 64
-    if name == "ibot":
-        return cls(
-            build_backbone("vit-tiny", BackboneOptions(image_size=16, patch_size=4)), **heads
-        )
     return cls(TinyCNN(), **heads)
