@@ -83,15 +83,6 @@ def write_onnx(
     program.save(str(path), external_data=weight_bytes > INLINE_WEIGHT_BYTES)
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The key-value metadata of an ONNX file (without loading its weights)."""
-    require("onnx")
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
-
-
 def largest_difference(path: Path, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> float:
     """The largest absolute difference between the ONNX file's output, run by onnxruntime on
     the CPU, and ``module``'s on the same inputs (in the order the file declares them)."""

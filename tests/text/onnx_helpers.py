@@ -42,3 +42,11 @@ def assert_same_results(ours: list[FillResult], reference: list[FillResult]) -> 
             ]
             for guess, other in zip(guesses, expected, strict=True):
                 assert abs(guess.score - other.score) <= SCORE_TOLERANCE
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The key-value metadata of an ONNX file, read without its weights."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}

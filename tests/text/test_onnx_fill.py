@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from transformers import pipeline
 
-from sslcli.engine.onnx import read_metadata
 from sslcli.errors import SSLError
 from sslcli.text.backends import JsonTokens, ModelFacts, TransformersTokens, facts_of
 from sslcli.text.device import asks_for_cpu
@@ -30,6 +29,7 @@ from tests.text.onnx_helpers import (
     SCORE_TOLERANCE,
     FirstUse,
     assert_same_results,
+    read_metadata,
     shared_cache_home,
 )
 
