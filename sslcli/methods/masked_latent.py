@@ -21,6 +21,9 @@ variable of ``train-latent``, so that one hidden region can have several predict
   from z = 0, the best z kept: F <= E(z = 0)). ``latent_dim`` 0 turns z off: I-JEPA itself.
 - Loss: (1 - p) E(z*) + p E(0), z-dropout in expectation, as train-latent's.
 - The collapse guard watches the target encoder's patch features, averaged per image.
+- ``held_out``: E(z = 0), F and the z-gap on evaluation images, with fixed masks; logged at
+  each evaluation (``training.observers.HeldOutEnergy``), so the z-gap is also measured on
+  images the run does not train on.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ PREDICTOR_WIDTH = 192
 PREDICTOR_DEPTH = 4
 PREDICTOR_HEAD_WIDTH = 64
 BASE_MOMENTUM = 0.996
+HELD_OUT_SEED = 20_231_203
+"""The masks of held-out images come from this seed alone: every evaluation asks the same."""
 
 
 def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -166,6 +171,27 @@ class MaskedLatent(SSLMethod):
             "z_norm": inferred.z.norm(dim=1).mean(),
         }
         return StepOutput(loss, targets.mean(dim=1), metrics)
+
+    def held_out(self, images: torch.Tensor) -> dict[str, float]:
+        """E(z = 0), F and the z-gap E(z = 0) - F on images the run does not train on, with
+        masks from ``HELD_OUT_SEED`` (the same at every evaluation), in eval mode."""
+        was_training = self.training
+        self.eval()
+        rows, columns = patch_grid(self.backbone, *images.shape[-2:])
+        generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+        masks = multiblock_masks(len(images), rows, columns, generator)
+        masks = MultiBlockMasks(masks.context.to(images.device), masks.targets.to(images.device))
+        with torch.no_grad():
+            targets, context = self.targets(images), self.context(images, masks)
+        inferred = self.search.minimise(
+            lambda z: self.energy(context, masks, targets, z), len(images), images.device
+        )
+        self.train(was_training)
+        return {
+            "held_out_energy_at_zero": float(inferred.energy_at_zero.mean()),
+            "held_out_free_energy": float(inferred.free_energy.mean()),
+            "held_out_z_gap": float((inferred.energy_at_zero - inferred.free_energy).mean()),
+        }
 
     def after_step(self, progress: float) -> None:
         follow_online([(self.target_backbone, self.backbone)], self.base_momentum, progress)

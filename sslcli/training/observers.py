@@ -3,6 +3,8 @@
 - :class:`CollapseWatch`: std and effective rank of the global batch's embeddings at every
   logging step; warns (and with ``--stop-on-collapse`` stops) when they collapse;
 - :class:`ProbeTraining`: one update of the online linear probe per step (``--online-probe``);
+- :class:`HeldOutEnergy`: a latent model's E(z = 0), F and z-gap on the evaluation images,
+  at the epochs the kNN evaluation runs;
 - :class:`EpochEvaluation`: every few epochs the encoder's features of the evaluation images
   (``--eval-dir``, or the un-augmented training images) give the kNN accuracy (k=200, T=0.1,
   cosine; against the training images when those are labelled, else leave-one-out) and the
@@ -13,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -80,6 +82,36 @@ class CollapseWatch(Observer):
 def _global(embeddings: torch.Tensor) -> torch.Tensor:
     """Every rank's embeddings of the step, in rank order."""
     return gather(embeddings.float().contiguous())
+
+
+HELD_OUT_IMAGES = 256
+"""At most this many evaluation images (the first ones) give the held-out energies."""
+
+
+@runtime_checkable
+class MeasuresHeldOut(Protocol):
+    """A model whose energies can be measured on images it does not train on."""
+
+    def held_out(self, images: torch.Tensor) -> dict[str, float]: ...
+
+
+class HeldOutEnergy(Observer):
+    """A latent model's energies on evaluation images (``held_out``: E(z = 0), F and the
+    z-gap), at the epochs the kNN evaluation runs; on the main process."""
+
+    def __init__(self, evaluation: LabelledImages, every: int, runtime: Runtime) -> None:
+        self.evaluation = evaluation
+        self.every = every
+        self.runtime = runtime
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, last: bool) -> dict[str, float]:
+        if not self.runtime.is_main or (epoch % self.every and not last):
+            return {}
+        from sslcli.eval.features import pixels_to_batch
+
+        images = pixels_to_batch(self.evaluation.pixels[:HELD_OUT_IMAGES], self.runtime.device)
+        with self.runtime.autocast():
+            return model.held_out(images)
 
 
 class ProbeTraining(Observer):

@@ -50,7 +50,13 @@ def train_worker(
     from sslcli.models.backbones import backbone_options, build_backbone
     from sslcli.runs.layout import versioned, write_config, write_result
     from sslcli.training.config import RESUME_KEYS
-    from sslcli.training.observers import CollapseWatch, EpochEvaluation, ProbeTraining
+    from sslcli.training.observers import (
+        CollapseWatch,
+        EpochEvaluation,
+        HeldOutEnergy,
+        MeasuresHeldOut,
+        ProbeTraining,
+    )
 
     used_threads = set_threads(threads)
     data = _training_data(config, runtime)
@@ -109,6 +115,8 @@ def train_worker(
         reference = training if evaluation is not training else None
         every = config.knn_every
         observers.append(EpochEvaluation(evaluation, reference, every, runtime, probe))
+        if isinstance(method, MeasuresHeldOut):
+            observers.append(HeldOutEnergy(evaluation, every, runtime))
     budget = None
     if config.time_budget is not None and config.steps is None and resume is None:
         budget = TimeBudget(

@@ -165,3 +165,20 @@ def test_the_target_encoder_follows_the_context_encoder_and_gets_no_gradient() -
     method.after_step(0.0)
     moved = method.target_backbone.patch_embed.proj.weight - before
     torch.testing.assert_close(moved, torch.full_like(moved, 1 - 0.996), rtol=1e-3, atol=1e-6)
+
+
+def test_held_out_energies_use_fixed_masks_and_leave_the_model_as_it_was() -> None:
+    method = _method(z_steps=5)
+    images = torch.randn(5, 3, 32, 32)
+    weights = {name: value.clone() for name, value in method.state_dict().items()}
+    first = method.held_out(images)
+    method.begin_step(Clock(7, 10, 5))  # another step's masks: the held-out ones stay
+    assert method.held_out(images) == first
+    assert method.training
+    assert (
+        0
+        <= first["held_out_z_gap"]
+        == pytest.approx(first["held_out_energy_at_zero"] - first["held_out_free_energy"])
+    )
+    for name, value in method.state_dict().items():
+        assert torch.equal(value, weights[name]), name

@@ -42,6 +42,9 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     assert config["optimizer"] == "adamw" and config["final_weight_decay"] == 0.4
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert all({"energy", "z_gap", "effective_rank"} <= set(r) for r in records if "loss" in r)
+    # the z-gap on the evaluation images too, at the last epoch's evaluation
+    (held_out,) = [r for r in records if "held_out_z_gap" in r]
+    assert held_out["step"] == 4 and held_out["held_out_z_gap"] >= 0
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights
     final = load_checkpoint(resolve_resume(tmp_path / "run")).weights
     rewound_copy(tmp_path / "run", tmp_path / "again", last_kept=3, removed=4)
