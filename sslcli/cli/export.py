@@ -48,7 +48,7 @@ def export(
     as_json: AsJson = False,
 ) -> None:
     """Write a trained encoder where other tools load it, with a model card."""
-    from sslcli.inference.export import check_export, export_model
+    from sslcli.inference.export import export_model
     from sslcli.runs.layout import newest_run, run_record
     from sslcli.runs.loading import load_model
 
@@ -58,7 +58,6 @@ def export(
         raise usage_error(f"{out} already exists", "pass --overwrite to replace it")
     source = run if run is not None else newest_run(Path("runs"))
     model = load_model(str(source))
-    check_export(model, format_, space)
     if not as_json:
         stderr.print(f"model: {model.description}", soft_wrap=True)
     exported = export_model(model, format_, space, out, str(source), run_record(source))

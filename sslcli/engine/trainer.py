@@ -398,46 +398,53 @@ class Trainer:
         """Lay the schedule over the most steps that fit in what is left of ``budget``, from
         the measured costs of a step, a checkpoint and an evaluation (the most over ranks)."""
         step, checkpoint = self._calibrate(prefetcher)
-        measured = torch.tensor([step, checkpoint, evaluation, time.time() - budget.deadline])
-        if self.runtime.distributed:
-            torch.distributed.all_reduce(measured, op=torch.distributed.ReduceOp.MAX)
-        costs = Costs(*measured[:3].tolist())
-        left = -float(measured[3])
+        *measured, late = self._most_over_ranks(
+            step, checkpoint, evaluation, time.time() - budget.deadline
+        )
+        costs = Costs(*measured)
         schedule = self.schedule
-        every = budget.evaluation_every
         steps = planned_steps(
-            left, costs, schedule.steps_per_epoch, schedule.checkpoint_every, every
+            -late,
+            costs,
+            schedule.steps_per_epoch,
+            schedule.checkpoint_every,
+            budget.evaluation_every,
         )
         if steps == 0:
-            raise no_time_left(left, costs)
-        self.schedule = replace(
-            schedule,
-            steps=steps,
-            epochs=-(-steps // schedule.steps_per_epoch),
-            warmup_steps=round(steps * budget.warmup_share),
-        )
-        self.config = {**self.config, "steps": steps, "epochs": self.schedule.epochs}
-        return self.schedule, costs
+            raise no_time_left(-late, costs)
+        return self._planned(steps, warmup_steps=round(steps * budget.warmup_share)), costs
 
     def _follow_plan(self, following: _Following) -> Schedule | None:
         """At the warm-up's end, the steps left planned again at the loop's own pace (the
         most over ranks), the steps done and the warm-up kept; None at the other steps."""
         if self.step != following.first:
             return None
-        schedule, budget = self.schedule, following.budget
-        measured = torch.tensor([following.pace.per_step(self.step), time.time() - budget.deadline])
-        if self.runtime.distributed:
-            torch.distributed.all_reduce(measured, op=torch.distributed.ReduceOp.MAX)
+        budget, schedule = following.budget, self.schedule
+        pace, late = self._most_over_ranks(
+            following.pace.per_step(self.step), time.time() - budget.deadline
+        )
         left = planned_steps(
-            -float(measured[1]),
-            replace(following.costs, step=float(measured[0])),
+            -late,
+            replace(following.costs, step=pace),
             schedule.steps_per_epoch,
             schedule.checkpoint_every,
             budget.evaluation_every,
         )
-        steps = self.step + left
-        self.schedule = replace(schedule, steps=steps, epochs=-(-steps // schedule.steps_per_epoch))
-        self.config = {**self.config, "steps": steps, "epochs": self.schedule.epochs}
+        return self._planned(self.step + left)
+
+    def _most_over_ranks(self, *values: float) -> list[float]:
+        """Each value's largest over the ranks (every rank plans alike)."""
+        measured = torch.tensor(values, dtype=torch.float64)
+        if self.runtime.distributed:
+            torch.distributed.all_reduce(measured, op=torch.distributed.ReduceOp.MAX)
+        return measured.tolist()
+
+    def _planned(self, steps: int, **changes: int) -> Schedule:
+        """The schedule laid over ``steps`` (its last epoch maybe partial), also in the config
+        the checkpoints record."""
+        epochs = -(-steps // self.schedule.steps_per_epoch)
+        self.schedule = replace(self.schedule, steps=steps, epochs=epochs, **changes)
+        self.config = {**self.config, "steps": steps, "epochs": epochs}
         return self.schedule
 
     def _calibrate(self, prefetcher: Prefetcher) -> tuple[float, float]:
