@@ -1,6 +1,6 @@
 """Regenerate sslcli's small, real, openly licensed sample data.
 
-Writes three folders next to this script (or under ``--out``):
+Writes four folders next to this script (or under ``--out``):
 
 * ``photos/``  15 photographs shipped inside scikit-image (``skimage.data``),
   downscaled to at most 512 px on the longest side, JPEG quality 90,
@@ -9,14 +9,16 @@ Writes three folders next to this script (or under ``--out``):
   OpenCV's ``digits.png`` (Debian package ``opencv-doc``), 8-bit grayscale PNG.
 * ``text/``  the opening chapters of three Jane Austen novels (public domain),
   read from the R data of Debian package ``r-cran-janeaustenr``.
+* ``videos/``  12 synthetic "moving digits" videos made from ``digits/`` by
+  ``make_videos.py`` (which can also be run on its own).
 
 Sources and licences are listed in ``README.md`` beside this script.
 
 Requirements: Debian (``apt-get`` and ``dpkg-deb``) and a Python >= 3.10
-environment with ``numpy pillow scikit-image rdata``. Run from anywhere::
+environment with ``numpy pillow scikit-image rdata av``. Run from anywhere::
 
     python3 -m venv /tmp/sdvenv
-    /tmp/sdvenv/bin/pip install numpy pillow scikit-image rdata
+    /tmp/sdvenv/bin/pip install numpy pillow scikit-image rdata av
     /tmp/sdvenv/bin/python sample_data/make_sample_data.py
 
 The Debian packages are fetched with ``apt-get download`` into a temporary
@@ -180,7 +182,7 @@ def make_text(austen_base: Path, out: Path) -> int:
 
 
 def main() -> None:
-    """Fetch the packages and rebuild photos/, digits/ and text/."""
+    """Fetch the packages and rebuild photos/, digits/, text/ and videos/."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--deb-dir",
@@ -191,7 +193,7 @@ def main() -> None:
         "--out",
         type=Path,
         default=Path(__file__).resolve().parent,
-        help="where photos/, digits/ and text/ go (default: beside this script)",
+        help="where photos/, digits/, text/ and videos/ go (default: beside this script)",
     )
     args = parser.parse_args()
 
@@ -206,6 +208,9 @@ def main() -> None:
                 roots["r-cran-janeaustenr"] / AUSTEN_DATA, reset_dir(args.out / "text")
             ),
         }
+    from make_videos import make_videos  # here: beside this script, and it needs PyAV
+
+    counts["videos"] = len(make_videos(args.out / "digits", args.out / "videos"))
     for folder, count in counts.items():
         print(f"{folder}: {count} files")
 

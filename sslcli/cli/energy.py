@@ -1,4 +1,5 @@
-"""``sslcli energy``: how compatible two images are under a trained model (low = compatible)."""
+"""``sslcli energy``: how compatible two images are under a trained model (low = compatible),
+or how plausible a video's future is given its past (a run trained on videos)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from sslcli.errors import usage_error
 if TYPE_CHECKING:
     import numpy as np
 
+    from sslcli.engine.runtime import Runtime
+    from sslcli.runs.loading import TrainedModel
+
 MEANING = (
     "1 - cosine similarity of the two embeddings: 0 = same direction (compatible), "
     "1 = unrelated (orthogonal), 2 = opposite"
@@ -47,11 +51,18 @@ SHOWN_PAIRS = 100
 def energy(
     x: Annotated[
         Path | None,
-        typer.Argument(help="An image, or a folder of images.", show_default=False),
+        typer.Argument(
+            help="An image, or a folder of images; or a video (alone: F along it; with Y: "
+            "the past).",
+            show_default=False,
+        ),
     ] = None,
     y: Annotated[
         Path | None,
-        typer.Argument(help="An image, or a folder of images.", show_default=False),
+        typer.Argument(
+            help="An image, or a folder of images; or the video that follows X.",
+            show_default=False,
+        ),
     ] = None,
     pairs: Annotated[
         Path | None,
@@ -84,6 +95,21 @@ def energy(
             show_default=False,
         ),
     ] = None,
+    horizon: Annotated[
+        str | None,
+        typer.Option(
+            help="Videos: the horizon the run was trained for, checked \\[default: the run's].",
+            show_default=False,
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="One video X: write F along it as a PNG curve (peaks: futures its past did "
+            "not foretell).",
+            show_default=False,
+        ),
+    ] = None,
     gpus: OneDevice = None,
     precision: Precision = "auto",
     threads: Threads = None,
@@ -93,10 +119,26 @@ def energy(
     as_json: AsJson = False,
 ) -> None:
     """Energy F(x, y) of image pairs (low = compatible); folders give every pair, --pairs
-    the pairs listed in a file."""
+    the pairs listed in a file. Videos: F of a future given its past (VIDEO alone: along it;
+    PAST FUTURE: the clip FUTURE after the clip PAST)."""
+    from sslcli.data.video import is_video
     from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.energy import energy_matrices
 
+    if any(path is not None and is_video(path) for path in (x, y)):
+        if pairs is not None or matrix is not None or heatmap is not None or views:
+            raise usage_error(
+                "--pairs, --matrix, --heatmap and --views compare images; videos are scored "
+                "along their time",
+                "give VIDEO alone (with --plot), or PAST FUTURE",
+            )
+        used_threads = set_threads(threads)
+        trained = load_model_saying_which(model, None, as_json, seed)
+        runtime = make_runtime(plan_one_device(gpus, "energy").device_type, precision, seed)
+        _video_energy(trained, x, y, horizon, plot, runtime, used_threads, as_json)
+        return
+    if horizon is not None or plot is not None:
+        raise usage_error("--horizon and --plot apply to videos", "give a video as X")
     _check_inputs(x, y, pairs, matrix, heatmap)
     plan = plan_one_device(gpus, "energy")
     used_threads = set_threads(threads)
@@ -178,6 +220,86 @@ def energy(
         _print(result, energies)
 
 
+def _video_energy(
+    trained: TrainedModel,
+    x: Path | None,
+    y: Path | None,
+    horizon: str | None,
+    plot: Path | None,
+    runtime: Runtime,
+    used_threads: int,
+    as_json: bool,
+) -> None:
+    """F along one video X, or of the clip Y after the clip X."""
+    from sslcli.data.video import decode_video, is_video
+    from sslcli.engine.budget import parse_duration
+    from sslcli.inference.continuations import (
+        energy_along,
+        past_and_future,
+        video_model,
+        write_energy_curve,
+    )
+
+    assert x is not None
+    continuation = video_model(trained)
+    if horizon is not None:
+        asked = parse_duration(horizon, "--horizon", "0.5s or 2s")
+        if abs(asked - continuation.horizon_seconds) > 1e-6:
+            raise usage_error(
+                f"{trained.description} predicts {continuation.horizon_seconds:g} s ahead, "
+                f"not --horizon {asked:g}s",
+                f"leave out --horizon, or train a run with --horizon {asked:g}s",
+            )
+    for path in (x, y):
+        if path is not None and not (path.is_file() and is_video(path)):
+            what = "does not exist" if not path.exists() else "is not a video file"
+            raise usage_error(f"{path} {what}", "give video files (mp4, webm, avi, mkv, mov)")
+    fps, size = continuation.fps, trained.size
+    result: dict = {
+        "model": trained.description,
+        "fps": fps,
+        "context_frames": continuation.context_frames,
+        "horizon": continuation.horizon_seconds,
+        "threads": used_threads,
+        "meaning": LATENT_MEANING,
+    }
+    if y is not None:
+        if plot is not None:
+            raise usage_error("--plot draws F along one video", "give VIDEO alone with --plot")
+        past, future = decode_video(x, fps, size), decode_video(y, fps, size)
+        result |= {"past": str(x), "future": str(y)}
+        result |= past_and_future(trained, past, future, runtime)
+        if as_json:
+            print_json(result)
+        else:
+            _print(result | {"x": [x.name], "y": [y.name], "space": "latent"}, None)
+        return
+    video = decode_video(x, fps, size)
+    along = energy_along(trained, video, runtime)
+    if plot is not None:
+        title = f"F along {x.name}: each frame given the {continuation.context_frames} frames "
+        title += f"{continuation.horizon_seconds:g} s before"
+        write_energy_curve(plot, along, title)
+        result["plot"] = str(plot)
+    result["video"] = str(x)
+    result["times"] = [round(float(t), 6) for t in along.times]
+    result |= {name: values.tolist() for name, values in along.energies.items()}
+    if as_json:
+        print_json(result)
+        return
+    energies = along.energies["energy"]
+    peak = int(energies.argmax())
+    stderr.print(
+        f"F along {x.name} ({len(energies)} future frames at {fps:g} fps): min "
+        f"{energies.min():.4f}, mean {energies.mean():.4f}, max [bold]{energies[peak]:.4f}[/] "
+        f"at {along.times[peak]:.2f} s",
+        highlight=False,
+    )
+    stderr.print(f"[dim]{LATENT_MEANING}; {trained.description}[/]", soft_wrap=True)
+    if plot is not None:
+        stderr.print(f"plot: {plot}")
+
+
 def _check_inputs(
     x: Path | None, y: Path | None, pairs: Path | None, matrix: Path | None, heatmap: Path | None
 ) -> None:
@@ -224,7 +346,7 @@ def _write_csv(path: Path, rows: list[str], columns: list[str], energies: np.nda
             writer.writerow([name, *(f"{value:.6f}" for value in row)])
 
 
-def _print(result: dict, energies: np.ndarray) -> None:
+def _print(result: dict, energies: np.ndarray | None) -> None:
     if "energy" in result:
         stderr.print(f"F({result['x'][0]}, {result['y'][0]}) = [bold]{result['energy']:.4f}[/]")
         if "z_gap" in result:
@@ -232,6 +354,8 @@ def _print(result: dict, energies: np.ndarray) -> None:
                 f"E(z=0) = {result['energy_at_zero']:.4f}, z-gap = {result['z_gap']:.4f}, "
                 f"||z*|| = {result['z_norm']:.4f}"
             )
+    elif energies is None:
+        raise AssertionError("a matrix of energies is printed with them")
     elif "energies" in result:
         table = Table(title=f"energy ({result['space']})", title_justify="left")
         table.add_column("x \\ y")

@@ -1,4 +1,5 @@
-"""``sslcli sweep``: the several predictions of a latent-variable model, as a contact sheet."""
+"""``sslcli sweep``: the several predictions of a latent-variable model, as a contact sheet:
+for an image, or (a run trained on videos) for the moment ``--at`` of a video."""
 
 from __future__ import annotations
 
@@ -19,16 +20,35 @@ from sslcli.cli.model_options import (
     decode,
     load_model_saying_which,
     plan_one_device,
+    report_skipped,
 )
 from sslcli.errors import usage_error
 
 if TYPE_CHECKING:
+    from sslcli.engine.runtime import Runtime
     from sslcli.inference.sweep import Sweep
+    from sslcli.runs.loading import TrainedModel
 
 
 def sweep(
-    image: Annotated[Path, typer.Argument(help="The image x.", show_default=False)],
-    gallery: Annotated[Path, typer.Option(help="Folder of images to show the predictions with.")],
+    image: Annotated[
+        Path, typer.Argument(help="The image x, or a video (with --at).", show_default=False)
+    ],
+    gallery: Annotated[
+        Path,
+        typer.Option(
+            help="Folder of images to show the predictions with; for a video, of videos "
+            "(their frames) or images."
+        ),
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="A video: the moment x ends (e.g. 3.2s); each z predicts the frame one "
+            "horizon later.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelName = None,
     samples: Annotated[int, typer.Option(help="Latent values: z = 0, then random directions.")] = 8,
     top: Annotated[int, typer.Option(help="Gallery images shown per latent value.")] = 5,
@@ -58,6 +78,7 @@ def sweep(
 ) -> None:
     """Sweep the latent z of a train-latent model for one image: each z predicts a different
     target; see which gallery images each prediction matches."""
+    from sslcli.data.video import is_video
     from sslcli.engine.runtime import make_runtime, set_threads
     from sslcli.inference.sweep import sweep_latent
 
@@ -66,14 +87,29 @@ def sweep(
     if not image.is_file():
         raise usage_error(f"{image} is not an image file", "give one image, and --gallery DIR")
     trained = load_model_saying_which(model, None, as_json)
-    query = decode([image], trained.size, cache_dir, True, as_json)
-    shown = decode([gallery], trained.size, cache_dir, strict, as_json)
     runtime = make_runtime(plan.device_type, precision, seed)
-    result = sweep_latent(trained, query.pixels, shown.pixels, runtime, samples, top, radius, seed)
-    if grid is not None:
-        from sslcli.inference.sweep import write_sweep_sheet
+    if is_video(image):
+        if at is None:
+            raise usage_error(f"{image} is a video: say when x ends with --at", "e.g. --at 3.2s")
+        result, names = _sweep_video(
+            trained, image, at, gallery, runtime, cache_dir, samples, top, radius, seed, grid
+        )
+    else:
+        from sslcli.inference.sweep import require_image_context
 
-        write_sweep_sheet(grid, image, result, shown.paths, shown.names)
+        if at is not None:
+            raise usage_error("--at is a moment of a video", f"{image} is an image: leave it out")
+        require_image_context(trained)
+        query = decode([image], trained.size, cache_dir, True, as_json)
+        shown = decode([gallery], trained.size, cache_dir, strict, as_json)
+        result = sweep_latent(
+            trained, query.pixels, shown.pixels, runtime, samples, top, radius, seed
+        )
+        names = shown.names
+        if grid is not None:
+            from sslcli.inference.sweep import write_sweep_sheet
+
+            write_sweep_sheet(grid, image, result, shown.paths, shown.names)
     report = {
         "model": trained.description,
         "radius": result.radius,
@@ -81,7 +117,7 @@ def sweep(
         "rows": [
             {
                 "z_norm": float(row.z.norm()),
-                "matches": [shown.names[i] for i in row.gallery],
+                "matches": [names[i] for i in row.gallery],
                 "energies": row.energies,
             }
             for row in result.rows
@@ -92,6 +128,73 @@ def sweep(
         print_json(report)
     else:
         _print(report, result)
+
+
+def _sweep_video(
+    trained: TrainedModel,
+    video_path: Path,
+    at: str,
+    gallery: Path,
+    runtime: Runtime,
+    cache_dir: Path | None,
+    samples: int,
+    top: int,
+    radius: float | None,
+    seed: int,
+    grid: Path | None,
+) -> tuple[Sweep, list[str]]:
+    """The futures each z predicts after ``at`` in the video, matched among the gallery's
+    frames (of its videos, at the run's rate) or images; the gallery's names."""
+    import numpy as np
+
+    from sslcli.data.cache import default_cache_dir
+    from sslcli.data.video import decode_video, decoded_videos, scan_videos
+    from sslcli.engine.budget import parse_duration
+    from sslcli.inference.continuations import clip_contexts, past_clip, video_model
+    from sslcli.inference.sweep import pixels_thumbnail, sweep_context, write_sheet
+
+    continuation = video_model(trained)
+    seconds = parse_duration(at, "--at", "3.2s or 1m", zero=True)
+    video = decode_video(video_path, continuation.fps, trained.size)
+    anchor = video.index_at(seconds)
+    if anchor < continuation.context_frames - 1:
+        earliest = (continuation.context_frames - 1) / continuation.fps
+        raise usage_error(
+            f"--at {seconds:g}s leaves fewer than the model's {continuation.context_frames} "
+            f"context frames before it in {video_path.name}",
+            f"give --at {earliest:g}s or later",
+        )
+    clip = past_clip(video, continuation, anchor)[None]
+    context = clip_contexts(trained, clip, runtime).clone()  # leaves inference mode for z
+    cache = cache_dir or default_cache_dir()
+    if not _holds_videos(gallery):
+        shown = decode([gallery], trained.size, cache_dir, False, True)
+        pixels, names = shown.pixels, shown.names
+    else:
+        paths = scan_videos(gallery)
+        videos, _, failures = decoded_videos(paths, continuation.fps, trained.size, cache)
+        report_skipped(failures)
+        pixels = np.concatenate([np.asarray(v.pixels) for v in videos])
+        names = [
+            f"{v.path.relative_to(gallery) if gallery.is_dir() else v.path.name}"
+            f"@{k / continuation.fps:.2f}s"
+            for v in videos
+            for k in range(len(v.pixels))
+        ]
+    result = sweep_context(trained, context, pixels, runtime, samples, top, radius, seed)
+    if grid is not None:
+        x_name = f"{video_path.name}@{seconds:g}s"
+        picture = lambda index: pixels_thumbnail(pixels[index])  # noqa: E731
+        write_sheet(grid, x_name, pixels_thumbnail(video.pixels[anchor]), result, picture, names)
+    return result, names
+
+
+def _holds_videos(gallery: Path) -> bool:
+    from sslcli.data.video import is_video
+
+    if gallery.is_file():
+        return is_video(gallery)
+    return any(is_video(path) for path in gallery.rglob("*") if path.is_file())
 
 
 def _print(report: dict, result: Sweep) -> None:

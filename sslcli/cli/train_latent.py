@@ -1,4 +1,5 @@
-"""``sslcli train-latent``: the latent-variable predictive architecture on a folder of images."""
+"""``sslcli train-latent``: the latent-variable predictive architecture on a folder of images,
+or (``--pairs future``) on a folder of videos."""
 
 from __future__ import annotations
 
@@ -141,6 +142,35 @@ def train_latent(
             show_default=False,
         ),
     ] = None,
+    pairs: Annotated[
+        str,
+        typer.Option(
+            help="views: two augmented views of an image; future: DATA holds videos, x is a "
+            "clip ending at t and y the frame at t + --horizon."
+        ),
+    ] = "views",
+    horizon: Annotated[
+        str | None,
+        typer.Option(
+            help="--pairs future: how far ahead y is, a multiple of 1/fps \\[default: 0.5s].",
+            show_default=False,
+        ),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="--pairs future: the rate the videos' frames are sampled at \\[default: 10].",
+            show_default=False,
+        ),
+    ] = None,
+    context_frames: Annotated[
+        int | None,
+        typer.Option(
+            help="--pairs future: frames of x, each embedded, concatenated in time order and "
+            "mixed by a linear layer \\[default: 2].",
+            show_default=False,
+        ),
+    ] = None,
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     threads: ShardThreads = None,
@@ -162,14 +192,16 @@ def train_latent(
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
-    """Train a latent-variable predictive model (no contrastive samples) on a folder of images.
+    """Train a latent-variable predictive model (no contrastive samples) on a folder of images,
+    or of videos (--pairs future: the past predicts the future).
 
     The predictor guesses one view's target embedding from the other view's embedding and a
     latent z: by default (--target online) the target is the same network's embedding of that
     view, with gradient; --target ema takes a momentum copy's instead. z is inferred per
     sample by gradient steps on the energy and regularised. The embeddings come from an
     expander 2048-2048-256 on the backbone (--projector-hidden-dim, --projector-dim). The run
-    folder is like train-siamese's; energy, embed, eval and sweep use it.
+    folder is like train-siamese's; energy, embed, eval and sweep use it. On videos the
+    frames are sampled at --fps, each whole frame resized to --size (not augmented).
     """
     from sslcli.engine.budget import parse_duration
     from sslcli.training.config import TrainingRequest
@@ -215,6 +247,7 @@ def train_latent(
             z_weight=z_weight,
             z_dropout=z_dropout,
             target=target,
+            context_frames=context_frames,
         ),
         seed=seed,
         precision=precision,
@@ -232,6 +265,9 @@ def train_latent(
         patch_size=patch_size,
         drop_path=drop_path,
         compile=compile,
+        pairs=pairs,
+        fps=fps,
+        horizon=None if horizon is None else parse_duration(horizon, "--horizon", "0.5s or 2s"),
         explicit=typed_on_command_line(ctx, {"lr": "lr_per_256"}),
     )
     train_and_report(

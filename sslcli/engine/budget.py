@@ -68,13 +68,14 @@ def replan_step(planned: int, warmup_steps: int) -> int:
     return max(1, warmup_steps, min(5, planned // 2))
 
 
-def parse_duration(text: str) -> float:
-    """``90s``, ``10m``, ``1.5h`` or a bare number of seconds, as seconds."""
+def parse_duration(
+    text: str, flag: str = "--time-budget", examples: str = "90s, 10m or 1.5h", zero: bool = False
+) -> float:
+    """``90s``, ``10m``, ``1.5h`` or a bare number of seconds, as seconds; above 0 (or 0
+    itself where ``zero``)."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*", text)
-    if not found or float(found.group(1)) <= 0:
-        raise usage_error(
-            f"--time-budget {text!r} is not a duration", "e.g. --time-budget 90s, 10m or 1.5h"
-        )
+    if not found or (float(found.group(1)) <= 0 and not zero):
+        raise usage_error(f"{flag} {text!r} is not a duration", f"e.g. {flag} {examples}")
     return float(found.group(1)) * UNITS[found.group(2) or "s"]
 
 

@@ -146,6 +146,7 @@ class TargetEncoder(nn.Module):
     def __init__(self, latent: nn.Module) -> None:
         super().__init__()
         self.latent = latent
+        self.training = latent.training  # so restoring this module's mode restores latent's
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.latent.target(images)

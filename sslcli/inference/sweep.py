@@ -21,7 +21,11 @@ from sslcli.errors import usage_error
 from sslcli.runs.loading import TrainedModel
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from PIL import Image
+
+    from sslcli.methods.latent import LatentPredictive
 
 
 @dataclass
@@ -50,19 +54,51 @@ def sweep_latent(
     seed: int = 0,
 ) -> Sweep:
     """Sweep z for one decoded image (1, S, S, 3) against decoded gallery images."""
-    from sslcli.inference.energy import TargetEncoder, embed_with
-    from sslcli.inference.finite import check_finite
+    from sslcli.inference.energy import embed_with
 
-    latent = model.latent
-    if latent is None:
+    require_image_context(model)
+    context = embed_with(model, image, runtime, model.encoder("projector"), 256).clone()
+    return sweep_context(model, context, gallery, runtime, samples, top, radius, seed)
+
+
+def require_image_context(model: TrainedModel) -> None:
+    """An error unless ``model`` is a latent model that predicts from one image."""
+    _latent_of(model)
+    if model.continuation is not None and model.continuation.context_frames > 1:
+        raise usage_error(
+            f"{model.description} predicts from clips of {model.continuation.context_frames} "
+            "frames, not from one image",
+            "give a video and the moment to sweep after: sweep VIDEO --at 3.2s",
+        )
+
+
+def _latent_of(model: TrainedModel) -> LatentPredictive:
+    if model.latent is None:
         raise usage_error(
             f"{model.description} has no latent variable to sweep",
             "give a run of sslcli train-latent",
         )
+    return model.latent
+
+
+def sweep_context(
+    model: TrainedModel,
+    context: torch.Tensor,
+    gallery: np.ndarray,
+    runtime: Runtime,
+    samples: int = 8,
+    top: int = 5,
+    radius: float | None = None,
+    seed: int = 0,
+) -> Sweep:
+    """Sweep z for one context s_x (1, D) against decoded gallery images (their targets)."""
+    from sslcli.inference.energy import TargetEncoder, embed_with
+    from sslcli.inference.finite import check_finite
+
+    latent = _latent_of(model)
     if samples < 1 or top < 1:
         raise usage_error("--samples and --top must be 1 or more")
     top = min(top, len(gallery))
-    context = embed_with(model, image, runtime, model.encoder("projector"), 256).clone()
     targets = embed_with(model, gallery, runtime, TargetEncoder(latent), 256).clone()
     if radius is None:
         inferred = latent.infer(context.expand(len(targets), -1), targets)
@@ -131,22 +167,22 @@ def sweep_sheet_layout(rows: int, top: int, title: str = "") -> SweepSheetLayout
 
 
 def draw_sweep_sheet(
-    image: Path, sweep: Sweep, gallery: list[Path], names: list[str]
+    x_name: str,
+    x_picture: Image.Image,
+    sweep: Sweep,
+    picture: Callable[[int], Image.Image],
+    names: list[str],
 ) -> tuple[Image.Image, SweepSheetLayout]:
-    """A row per latent value: its label (z = 0, z1, ... and ||z||), the image x, then the
-    gallery images its prediction matches best, each with its E and name under it."""
+    """A row per latent value: its label (z = 0, z1, ... and ||z||), x's picture, then the
+    gallery images its prediction matches best (``picture(index)``, THUMBNAIL px square),
+    each with its E and name under it."""
     from PIL import Image
 
-    from sslcli.data.cache import square_resize
-    from sslcli.data.images import load_image
     from sslcli.inference.drawing import BACKGROUND, draw_text, line_height, shorten
-
-    def thumbnail(path: Path) -> Image.Image:
-        return Image.fromarray(square_resize(load_image(path, shortest=THUMBNAIL), THUMBNAIL))
 
     top = max((len(row.gallery) for row in sweep.rows), default=0)
     title = (
-        f"latent sweep of {image.name}, radius {sweep.radius:.3f}: a row per z, x then the "
+        f"latent sweep of {x_name}, radius {sweep.radius:.3f}: a row per z, x then the "
         "gallery images its prediction matches best (lowest E first)"
     )
     layout = sweep_sheet_layout(len(sweep.rows), top, title)
@@ -154,33 +190,60 @@ def draw_sweep_sheet(
     line = line_height()
     for k, text in enumerate(layout.title_lines):
         draw_text(sheet, (layout.title[0], layout.title[1] + k * line), text)
-    first = thumbnail(image)
     for number, row in enumerate(sweep.rows):
         _, y_top, right, y_bottom = layout.row_labels[number]
         middle = (y_top + y_bottom) // 2
         draw_text(sheet, (right, middle - 1), "z = 0" if number == 0 else f"z{number}", anchor="rd")
         draw_text(sheet, (right, middle + 1), f"||z|| = {float(row.z.norm()):.2f}", anchor="ra")
-        captions = ["x", shorten(image.name, THUMBNAIL)]
-        pictures = [(first, captions)]
+        captions = ["x", shorten(x_name, THUMBNAIL)]
+        pictures = [(x_picture, captions)]
         for index, energy in zip(row.gallery, row.energies, strict=True):
-            pictures.append(
-                (thumbnail(gallery[index]), [f"E {energy:.4f}", shorten(names[index], THUMBNAIL)])
-            )
-        for column, (picture, texts) in enumerate(pictures):
-            sheet.paste(picture, layout.thumbnails[number][column][:2])
+            pictures.append((picture(index), [f"E {energy:.4f}", shorten(names[index], THUMBNAIL)]))
+        for column, (shown, texts) in enumerate(pictures):
+            sheet.paste(shown, layout.thumbnails[number][column][:2])
             x, y = layout.captions[number][column][:2]
             for k, text in enumerate(texts):
                 draw_text(sheet, (x + THUMBNAIL // 2, y + k * line), text, anchor="ma")
     return sheet, layout
 
 
+def image_thumbnail(path: Path) -> Image.Image:
+    """An image file, THUMBNAIL px square (shorter side, centre crop)."""
+    from PIL import Image
+
+    from sslcli.data.cache import square_resize
+    from sslcli.data.images import load_image
+
+    return Image.fromarray(square_resize(load_image(path, shortest=THUMBNAIL), THUMBNAIL))
+
+
+def pixels_thumbnail(pixels: np.ndarray) -> Image.Image:
+    """A decoded square frame, THUMBNAIL px square (nearest: small frames stay sharp)."""
+    from PIL import Image
+
+    return Image.fromarray(np.asarray(pixels)).resize((THUMBNAIL, THUMBNAIL), Image.NEAREST)
+
+
 def write_sweep_sheet(
     path: Path, image: Path, sweep: Sweep, gallery: list[Path], names: list[str]
+) -> SweepSheetLayout:
+    """The sheet of an image's sweep against gallery image files (see :func:`write_sheet`)."""
+    picture = lambda index: image_thumbnail(gallery[index])  # noqa: E731
+    return write_sheet(path, image.name, image_thumbnail(image), sweep, picture, names)
+
+
+def write_sheet(
+    path: Path,
+    x_name: str,
+    x_picture: Image.Image,
+    sweep: Sweep,
+    picture: Callable[[int], Image.Image],
+    names: list[str],
 ) -> SweepSheetLayout:
     """:func:`draw_sweep_sheet` written to ``path`` as a PNG (atomically); returns its layout."""
     from sslcli.engine.atomic import atomic_file
 
-    sheet, layout = draw_sweep_sheet(image, sweep, gallery, names)
+    sheet, layout = draw_sweep_sheet(x_name, x_picture, sweep, picture, names)
     with atomic_file(path) as temporary:
         sheet.save(temporary, format="PNG")
     return layout

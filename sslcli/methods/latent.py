@@ -22,6 +22,17 @@ Two targets (``target``):
   context embeddings of the GLOBAL batch. The bracket is z-dropout (z zeroed with
   probability p, so x must carry the prediction) taken in expectation: the same gradient on
   average, no random mask, and 2 processes still equal 1 on the doubled batch.
+
+On video (``train-latent --pairs future``, pairs from ``data.clips``) x is a past clip of K
+frames and y the frame h later: one direction only (the past predicts the future, not the
+reverse), with the same VICReg terms on the context of x and on y's embedding. The context
+of a clip embeds each frame with the backbone and mixes the K embeddings, concatenated in time
+order, with one linear layer (``TemporalMix``) before the expander. Per-frame embeddings keep
+one image encoder for x, y, ``embed`` and ``export``; concatenation, unlike a mean over time,
+keeps the order of the frames, and so the direction of the motion that tells the next frame.
+Measured on synthetic moving digits (benchmarks/RESULTS.md), F tells another video's future
+from the true one, but not another moment of the same video: nothing in these terms needs
+the embedding to say where the digit is, and the CNN backbones average over space.
 """
 
 from __future__ import annotations
@@ -48,6 +59,24 @@ TARGETS = ("online", "ema")
 def squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """E per sample: the mean of the squared differences over all but the first axis, fp32."""
     return (prediction.float() - target).pow(2).flatten(1).mean(dim=1)
+
+
+class TemporalMix(nn.Module):
+    """K per-frame features, oldest first, concatenated and mapped back to one feature by a
+    linear layer that starts as "the newest frame alone" (the older frames' weights at 0)."""
+
+    def __init__(self, dim: int, frames: int) -> None:
+        super().__init__()
+        self.frames = frames
+        self.mix = nn.Linear(frames * dim, dim)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, (frames - 1) * dim :].copy_(torch.eye(dim))
+            self.mix.bias.zero_()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B x K, D) features of B clips, frame-major within a clip, to (B, D)."""
+        return self.mix(features.reshape(-1, self.frames * features.shape[1]))
 
 
 class LatentPredictor(nn.Module):
@@ -165,10 +194,16 @@ class LatentPredictive(SSLMethod):
         z_dropout: float = 0.5,
         target: str = "online",
         base_momentum: float = 0.99,
+        context_frames: int = 1,
     ) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if context_frames < 1:
+            raise ValueError(f"context_frames must be 1 or more, got {context_frames}")
         super().__init__(backbone)
+        self.context_frames = context_frames
+        if context_frames > 1:
+            self.temporal = TemporalMix(backbone.out_dim, context_frames)
         self.projector = mlp(backbone.out_dim, hidden_dim, projection_dim, layers=3)
         self.predictor = LatentPredictor(projection_dim, latent_dim, hidden_dim)
         self.target_kind = target
@@ -181,13 +216,25 @@ class LatentPredictive(SSLMethod):
         self.z_dropout = z_dropout
 
     def context(self, images: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.backbone(images))
+        """s_x of images (B, C, H, W), or of clips (B, K, C, H, W) of ``context_frames``."""
+        if images.dim() == 4:
+            if self.context_frames > 1:
+                raise ValueError(f"this model's context is a clip of {self.context_frames} frames")
+            return self.projector(self.backbone(images))
+        return self.projector(self._clip_features(images))
+
+    def _clip_features(self, clips: torch.Tensor) -> torch.Tensor:
+        count, frames = clips.shape[:2]
+        if frames != self.context_frames:
+            raise ValueError(f"clips of {self.context_frames} frames expected, got {frames}")
+        features = self.backbone(clips.flatten(0, 1))
+        return self.temporal(features) if frames > 1 else features.reshape(count, -1)
 
     @torch.no_grad()
     def target(self, images: torch.Tensor) -> torch.Tensor:
         """t_y, what the predictor guesses (fp32, no gradient: for energy and sweeps)."""
         if self.target_kind == "online":
-            return self.context(images).float()
+            return self.projector(self.backbone(images)).float()
         encoded = self.target_projector(self.target_backbone(images)).float()
         return F.layer_norm(encoded, encoded.shape[1:])
 
@@ -208,6 +255,8 @@ class LatentPredictive(SSLMethod):
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} takes 2 views, got {len(views)}")
+        if views[0].dim() == 5:  # video pairs: [clips, futures]
+            return self._continuation(views[0], views[1])
         features = per_view(self.backbone, views)
         s1, s2 = per_view(self.projector, features)
         if self.target_kind == "online":
@@ -215,6 +264,30 @@ class LatentPredictive(SSLMethod):
         else:
             t1, t2 = per_view(self.target, views)
         context, target = torch.cat([s1, s2]), torch.cat([t2, t1])
+        return self._predicted(context, target, s1, s2, features[0])
+
+    def _continuation(self, clips: torch.Tensor, futures: torch.Tensor) -> StepOutput:
+        """x -> y alone: the past's context predicts the future frame's target."""
+        frame_features = self.backbone(torch.cat([clips.flatten(0, 1), futures]))
+        past, future_features = frame_features.split(
+            [clips.shape[0] * clips.shape[1], len(futures)]
+        )
+        if self.context_frames > 1:
+            past = self.temporal(past)
+        s_x, s_y = self.projector(past), self.projector(future_features)
+        target = s_y.float() if self.target_kind == "online" else self.target(futures)
+        return self._predicted(s_x, target, s_x, s_y, future_features)
+
+    def _predicted(
+        self,
+        context: torch.Tensor,
+        target: torch.Tensor,
+        s1: torch.Tensor,
+        s2: torch.Tensor,
+        features: torch.Tensor,
+    ) -> StepOutput:
+        """The loss of predicting ``target`` from ``context`` with the inferred z, and the
+        VICReg terms on the two embeddings s1, s2 of the global batch."""
         inferred = self.infer(context, target)
         # the predictor runs in the training precision; the energies are fp32 (squared_error)
         predicted = self.energy(context, target, inferred.z)
@@ -230,7 +303,7 @@ class LatentPredictive(SSLMethod):
             "z_gap": (inferred.energy_at_zero - inferred.free_energy).mean(),
             "z_norm": inferred.z.norm(dim=1).mean(),
         }
-        return StepOutput(loss, features[0].detach(), metrics)
+        return StepOutput(loss, features.detach(), metrics)
 
     def after_step(self, progress: float) -> None:
         if self.target_kind == "ema":

@@ -31,6 +31,7 @@ from sslcli.errors import SSLError, runtime_error, usage_error
 from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 
 if TYPE_CHECKING:
+    from sslcli.data.clips import Continuation
     from sslcli.methods.latent import LatentPredictive
 
 SPACES = ("projector", "backbone", "patch")
@@ -65,6 +66,8 @@ class TrainedModel:
     """The training run's ``preset`` and ``view_changes``, for augmented views at test time."""
     latent: LatentPredictive | None = None
     """The whole latent-variable model (predictor, targets) of a ``train-latent`` run."""
+    continuation: Continuation | None = None
+    """How a run trained on videos pairs a past clip with its future (None: image pairs)."""
     backbone_name: str | None = None
     """The registry name of the backbone of a model sslcli trained (None: another)."""
     small: bool | None = None
@@ -212,6 +215,12 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     model.projector = getattr(method, "projector", None)
     if config["method"] == "latent":
         model.latent = method.eval()
+    if config.get("pairs") == "future":
+        from sslcli.data.clips import Continuation, horizon_frames
+
+        fps = float(config["fps"])
+        frames = config["method_options"]["context_frames"]
+        model.continuation = Continuation(frames, horizon_frames(config["horizon"], fps), fps)
     return model
 
 

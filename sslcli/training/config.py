@@ -62,7 +62,15 @@ _METHOD_OPTIONS = {
     "mask_ratio": ("--mask-ratio", _fraction),
     "teacher": ("--teacher", _named),
     "teacher_momentum": ("--teacher-momentum", _fraction),
+    "context_frames": ("--context-frames", _positive),
 }
+_VIDEO_OPTIONS = ("context_frames",)
+"""Method options of video pairs alone: image runs do not record them (their configs, and
+so their resumes, stay as they were before videos)."""
+PAIRS = ("views", "future")
+"""``--pairs``: two augmented views of an image, or a video's past clip and future frame."""
+DEFAULT_CONTEXT_FRAMES = 2
+"""Video pairs' context frames by default: one frame shows no motion, two its direction."""
 LATENT_METHODS = ("latent", "masked-latent")
 """The methods ``train-latent`` trains (its ``--objective views`` and ``masked``)."""
 RESUME_KEYS = (
@@ -81,6 +89,9 @@ RESUME_KEYS = (
     "optimizer",
     "method_options",
     "images",
+    "pairs",
+    "fps",
+    "horizon",
 )
 """Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
 state or the data order (``images`` fingerprints the decoded image set)."""
@@ -96,6 +107,9 @@ ADDED_LATER = (
     "time_budget",
     "steps",
     "tensorboard",
+    "pairs",
+    "fps",
+    "horizon",
 )
 """Settings newer than some runs: a run's config without one resumes with the default (they
 concern packed shards, ViTs and multi-crop, which those runs did not use)."""
@@ -171,6 +185,12 @@ class TrainingRequest:
     """A resumed run's steps, as its time budget planned them (never given by the user)."""
     tensorboard: bool = False
     """Mirror the metrics (and views, embeddings) into TensorBoard event files."""
+    pairs: str = "views"
+    """What a training pair is: ``views`` of an image, or a video's ``future``."""
+    fps: float | None = None
+    """Video pairs: the rate frames are sampled at; None: ``DEFAULT_FPS``."""
+    horizon: float | None = None
+    """Video pairs: seconds from the past's last frame to the future; None: the default."""
     explicit: frozenset[str] = frozenset()
     """The fields the user gave: on resume, the others come from the run's config."""
 
@@ -239,6 +259,13 @@ class TrainingConfig:
     last maybe partial); None: ``epochs`` whole epochs, or not planned yet."""
     tensorboard: bool = False
     """Whether the run writes TensorBoard event files (``RUN/tensorboard/``)."""
+    pairs: str = "views"
+    """``views``: two augmented views of an image; ``future``: a video's past clip and the
+    frame ``horizon`` seconds after it (``data.clips``)."""
+    fps: float | None = None
+    """Video pairs: the rate the videos' frames are sampled at (None: image pairs)."""
+    horizon: float | None = None
+    """Video pairs: seconds from the past clip's last frame to the future frame."""
 
     @property
     def per_device_batch(self) -> int:
@@ -371,6 +398,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
 
     if request.data is None:
         raise usage_error("give DATA, a folder of images", "or continue a run with --resume RUN")
+    fps, horizon = _video_pairs(request)
     if request.tensorboard:
         from sslcli.engine.tensorboard import require_tensorboard
 
@@ -409,6 +437,8 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         )
     defaults = method.defaults
     method_given = dict(request.method_options)
+    if request.pairs == "future":
+        method_given.setdefault("context_frames", DEFAULT_CONTEXT_FRAMES)
     if method.takes_teacher:
         method_given["teacher"] = _teacher(request.method_options.get("teacher"))
     preset_name = request.preset or defaults.preset
@@ -426,8 +456,9 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
             raise usage_error(f"{flag} {problem}, got {value}")
     # every option the method takes is recorded, defaults too: a run keeps its settings when
     # a later version changes a default (energy, resume and eval rebuild it from them)
+    recorded = [n for n in _METHOD_OPTIONS if request.pairs == "future" or n not in _VIDEO_OPTIONS]
     method_options = {
-        name: parameter.default for name, parameter in accepted.items() if name in _METHOD_OPTIONS
+        name: parameter.default for name, parameter in accepted.items() if name in recorded
     } | method_given
     optimizer = request.optimizer or defaults.optimizer
     if optimizer not in OPTIMIZERS:
@@ -501,4 +532,44 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         time_budget=request.time_budget,
         steps=request.steps,
         tensorboard=request.tensorboard,
+        pairs=request.pairs,
+        fps=fps,
+        horizon=horizon,
     )
+
+
+def _video_pairs(request: TrainingRequest) -> tuple[float | None, float | None]:
+    """(fps, horizon) of video pairs, checked; (None, None) for image pairs."""
+    from sslcli.data.clips import DEFAULT_FPS, DEFAULT_HORIZON, horizon_frames
+
+    if request.pairs not in PAIRS:
+        raise usage_error(f"unknown --pairs {request.pairs!r}", f"choose one of {', '.join(PAIRS)}")
+    if request.pairs == "views":
+        given = [flag for flag, value in (("--fps", request.fps), ("--horizon", request.horizon),
+                 ("--context-frames", request.method_options.get("context_frames")))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise usage_error(
+                f"{', '.join(given)} apply to video pairs",
+                "add --pairs future (DATA a folder of videos), or leave them out",
+            )
+        return None, None
+    if request.method != "latent":
+        raise usage_error(
+            "--pairs future trains the views objective of train-latent on videos",
+            "leave out --objective masked",
+        )
+    if request.view_changes or "preset" in request.explicit or request.local_crops:
+        raise usage_error(
+            "--pairs future pairs whole frames: the augmentation options do not apply",
+            "leave out --preset and the view options",
+        )
+    if request.online_probe:
+        raise usage_error(
+            "--online-probe needs labels, and videos have none",
+            "leave out --online-probe (--eval-dir DIR of labelled images gives a kNN)",
+        )
+    fps = DEFAULT_FPS if request.fps is None else request.fps
+    horizon = DEFAULT_HORIZON if request.horizon is None else request.horizon
+    horizon_frames(horizon, fps)
+    return fps, horizon

@@ -37,6 +37,32 @@ def view_recipes(preset: Preset, config: TrainingConfig) -> list[ViewRecipe]:
     return [preset.recipe(k) for k in range(2 + config.local_crops)]
 
 
+class RankShare:
+    """The samples of one rank's share of each step: every epoch a permutation of all
+    ``count`` samples drawn from the seed and the epoch alone, cut into global batches, each
+    cut into the ranks' shares in rank order (so the shares put together are the batch one
+    process sees)."""
+
+    def __init__(self, count: int, config: TrainingConfig, rank: int, steps_per_epoch: int) -> None:
+        self.count = count
+        self.config = config
+        self.rank = rank
+        self.steps_per_epoch = steps_per_epoch
+        self._order: tuple[int, torch.Tensor] | None = None
+        """The data order of the latest epoch asked for: computed once per epoch, not per step."""
+
+    def __call__(self, step: int) -> torch.Tensor:
+        config, rank = self.config, self.rank
+        epoch, within = divmod(step, self.steps_per_epoch)
+        cached = self._order  # one read: the prefetch thread may replace it meanwhile
+        if cached is None or cached[0] != epoch:
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            cached = (epoch, torch.randperm(self.count, generator=generator))
+            self._order = cached
+        batch = cached[1][within * config.batch_size : (within + 1) * config.batch_size]
+        return batch[rank * config.per_device_batch : (rank + 1) * config.per_device_batch]
+
+
 class ViewBatches:
     """This rank's views of the global batch at a step: 2 global, then any local crops."""
 
@@ -56,20 +82,8 @@ class ViewBatches:
         self.recipes = view_recipes(preset, config)
         self.runtime = runtime
         self.steps_per_epoch = steps_per_epoch
-        self._order: tuple[int, torch.Tensor] | None = None
-        """The data order of the latest epoch asked for: computed once per epoch, not per step."""
-
-    def local_indices(self, step: int) -> torch.Tensor:
-        """The images (indices into the store's images) of this rank's share of the step."""
-        config, rank = self.config, self.runtime.rank
-        epoch, within = divmod(step, self.steps_per_epoch)
-        cached = self._order  # one read: the prefetch thread may replace it meanwhile
-        if cached is None or cached[0] != epoch:
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-            cached = (epoch, torch.randperm(len(self.images), generator=generator))
-            self._order = cached
-        batch = cached[1][within * config.batch_size : (within + 1) * config.batch_size]
-        return batch[rank * config.per_device_batch : (rank + 1) * config.per_device_batch]
+        self.local_indices = RankShare(len(images), config, runtime.rank, steps_per_epoch)
+        """The images (indices into the store's images) of this rank's share of a step."""
 
     def views(self, step: int) -> list[torch.Tensor]:
         """The step's views as float batches in [0, 1], before standardisation."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sslcli.engine.tensorboard import TensorBoardLog
     from sslcli.engine.trainer import Diverged
     from sslcli.training.config import TrainingConfig
+    from sslcli.training.futures import FuturePairs
     from sslcli.training.observers import LabelledImages
     from sslcli.training.views import ShardBatches, ViewBatches
 
@@ -179,7 +180,7 @@ class _TrainingData:
     count: int
     """The number of training images."""
     steps_per_epoch: int
-    batches: Callable[[Preset], ViewBatches | ShardBatches]
+    batches: Callable[[Preset], ViewBatches | ShardBatches | FuturePairs]
     evaluation: LabelledImages | None
     """The training images at the training resolution, for the kNN evaluation (labelled
     folders; None for shards, which ``--eval-dir`` evaluates)."""
@@ -191,10 +192,73 @@ class _TrainingData:
 def _training_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
     from sslcli.data.shards import manifest_path
 
+    if config.pairs == "future":
+        return _video_data(config, runtime)
     manifest = manifest_path(Path(config.data))
     if manifest is not None:
         return _shard_data(manifest, config, runtime)
     return _folder_data(config, runtime)
+
+
+def _video_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    """A folder of videos: every one decoded once (by the first process of each node, as the
+    image store is built), every pair of past clip and future frame a sample."""
+    import torch.distributed as dist
+
+    from sslcli.data.clips import Continuation, horizon_frames
+    from sslcli.data.video import decoded_videos, scan_videos
+    from sslcli.engine.progress import progress_bar
+    from sslcli.training.futures import FuturePairs, continuation_samples
+
+    assert config.fps is not None and config.horizon is not None, "resolve_config sets them"
+    paths = scan_videos(Path(config.data))
+    continuation = Continuation(
+        config.method_options["context_frames"],
+        horizon_frames(config.horizon, config.fps),
+        config.fps,
+    )
+    builds = runtime.local_rank == 0
+    if runtime.distributed and not builds:
+        dist.barrier()
+    with progress_bar("decode", len(paths), "video", runtime.is_main, transient=True) as bar:
+        videos, _, failures = decoded_videos(
+            paths, config.fps, config.size, Path(config.cache_dir), bar.advance
+        )
+    if runtime.distributed and builds:
+        dist.barrier()
+    needed = continuation.frames_needed
+    failures += [
+        usage_error(continuation.too_short(str(video.path), len(video.pixels)))
+        for video in videos
+        if len(video.pixels) < needed
+    ]
+    if config.strict and failures:
+        raise failures[0]
+    if runtime.is_main and failures:
+        _warn_skipped(failures, "video(s)")
+    videos = [video for video in videos if len(video.pixels) >= needed]
+    count = len(continuation_samples(videos, continuation))
+    if count < config.batch_size:
+        raise usage_error(
+            f"{count} past-future pair(s) in the {len(videos)} usable video(s) of "
+            f"{config.data}, fewer than --batch-size {config.batch_size}",
+            f"lower --batch-size to at most {count}, add videos, or raise --fps"
+            if count
+            else "add videos longer than the context and the horizon",
+        )
+    steps_per_epoch = count // config.batch_size
+    names = [video.path for video in videos]
+    return _TrainingData(
+        classes=[],
+        labelled=False,
+        count=count,
+        steps_per_epoch=steps_per_epoch,
+        batches=lambda preset: FuturePairs(videos, continuation, config, runtime, steps_per_epoch),
+        evaluation=None,
+        fingerprint=f"{count} pairs at {config.fps:g} fps, "
+        + _fingerprint(names, list(range(len(names))), Path(config.data), "videos"),
+        failures=failures,
+    )
 
 
 def _folder_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
@@ -322,10 +386,10 @@ def _board_embeddings(
     board.embeddings(features, labels, pixels, 0)
 
 
-def _warn_skipped(failures: list[SSLError]) -> None:
+def _warn_skipped(failures: list[SSLError], what: str = "image(s)") -> None:
     listed = "\n".join(f"  {failure.message}" for failure in failures[:20])
     more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
-    _warn(f"skipped {len(failures)} image(s) that could not be used:\n{listed}{more}")
+    _warn(f"skipped {len(failures)} {what} that could not be used:\n{listed}{more}")
 
 
 def _warn(message: str) -> None:
@@ -435,10 +499,10 @@ def _evaluation_images(
     return LabelledImages(decoded.pixels, torch.tensor(labels))
 
 
-def _fingerprint(paths: list[Path], kept: list[int], root: Path) -> str:
-    """The training images' count and names: the data order of a run depends on them."""
+def _fingerprint(paths: list[Path], kept: list[int], root: Path, what: str = "images") -> str:
+    """The training files' count and names: the data order of a run depends on them."""
     names = "\n".join(paths[i].relative_to(root).as_posix() for i in kept)
-    return f"{len(kept)} images, names {hashlib.sha256(names.encode()).hexdigest()[:16]}"
+    return f"{len(kept)} {what}, names {hashlib.sha256(names.encode()).hexdigest()[:16]}"
 
 
 def _export_encoder(backbone: torch.nn.Module, config: TrainingConfig, run_dir: Path) -> None:

@@ -74,16 +74,11 @@ def test_the_loss_and_its_gradients_match_a_direct_computation(target: str) -> N
     error_z = ((method.predictor(context, z) - target_) ** 2).mean(dim=1)
     error_0 = ((method.predictor(context, torch.zeros_like(z)) - target_) ** 2).mean(dim=1)
     prediction = (0.75 * error_z + 0.25 * error_0).mean()
-
-    def variance(x: torch.Tensor) -> torch.Tensor:
-        return F.relu(1 - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
-
-    def covariance(x: torch.Tensor) -> torch.Tensor:
-        c = torch.cov(x.T)
-        return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1]
-
     expected = (
-        25 * prediction + 25 * (variance(s1) + variance(s2)) / 2 + covariance(s1) + covariance(s2)
+        25 * prediction
+        + 25 * (_variance(s1) + _variance(s2)) / 2
+        + _covariance(s1)
+        + _covariance(s2)
     )
     torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
     expected.backward()
@@ -91,6 +86,70 @@ def test_the_loss_and_its_gradients_match_a_direct_computation(target: str) -> N
         torch.testing.assert_close(gradient, method.get_parameter(name).grad, msg=name)
     assert set(output.metrics) == {"energy", "z_gap", "z_norm"}
     assert output.metrics["z_gap"] >= 0
+
+
+def _variance(x: torch.Tensor) -> torch.Tensor:
+    """VICReg's variance term (Bardes et al. 2022, eq. 1), gamma 1, eps 1e-4."""
+    return F.relu(1 - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
+
+
+def _covariance(x: torch.Tensor) -> torch.Tensor:
+    """VICReg's covariance term (eq. 3): the squared off-diagonal covariances over D."""
+    c = torch.cov(x.T)
+    return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1]
+
+
+@pytest.mark.parametrize("target", ["online", "ema"])
+def test_a_clip_predicts_its_future_alone_and_the_loss_matches_a_direct_computation(
+    target: str,
+) -> None:
+    method = _method(z_dropout=0.25, target=target, context_frames=3)
+    with torch.no_grad():  # away from the initial "newest frame alone", so every frame counts
+        method.temporal.mix.weight.normal_(0, 0.1)
+    clips, futures = torch.rand(8, 3, 3, 16, 16), torch.rand(8, 3, 16, 16)
+    output = method([clips, futures])
+    output.loss.backward()
+    gradients = {name: p.grad.clone() for name, p in method.named_parameters() if p.requires_grad}
+    method.zero_grad()
+    # every frame of the step through the backbone at once (BatchNorm over them all)
+    frames = method.backbone(torch.cat([clips.reshape(24, 3, 16, 16), futures]))
+    width = frames.shape[1]
+    past = frames[:24].reshape(8, 3 * width)  # clip i: its frames oldest first, concatenated
+    mix = method.temporal.mix
+    s_x = method.projector(past @ mix.weight.T + mix.bias)
+    s_y = method.projector(frames[24:])
+    if target == "online":
+        t_y = s_y
+    else:
+        with torch.no_grad():
+            t_y = F.layer_norm(method.target_projector(method.target_backbone(futures)), (16,))
+    z = method.infer(s_x, t_y).z  # x -> y only: no prediction of the past from the future
+    error_z = ((method.predictor(s_x, z) - t_y) ** 2).mean(dim=1)
+    error_0 = ((method.predictor(s_x, torch.zeros_like(z)) - t_y) ** 2).mean(dim=1)
+    prediction = (0.75 * error_z + 0.25 * error_0).mean()
+    expected = (
+        25 * prediction
+        + 25 * (_variance(s_x) + _variance(s_y)) / 2
+        + _covariance(s_x)
+        + _covariance(s_y)
+    )
+    torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
+    expected.backward()
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, method.get_parameter(name).grad, msg=name)
+
+
+def test_a_clip_context_starts_as_its_newest_frame_and_keeps_the_frames_order() -> None:
+    method = _method(context_frames=2).eval()
+    clips = torch.rand(4, 2, 3, 16, 16)
+    with torch.no_grad():
+        newest = method.projector(method.backbone(clips[:, 1]))
+        torch.testing.assert_close(method.context(clips), newest)
+        method.temporal.mix.weight.normal_(0, 0.1)
+        reversed_order = method.context(clips.flip(1))
+        assert not torch.allclose(method.context(clips), reversed_order, atol=1e-4)
+    with pytest.raises(ValueError, match="clips of 2 frames"):
+        method.context(torch.rand(4, 3, 3, 16, 16))
 
 
 def test_only_the_ema_target_keeps_a_momentum_copy_and_the_online_one_is_the_context() -> None:

@@ -9,7 +9,8 @@ the first epoch and its weight-decay cosine (a centre averaged over one process'
 SIGReg's sums left local or all-reduced without their gradient, as lightly's issue 1920 had
 it, each fail here); iBOT on DINO with the masks of the global batch dealt to the processes
 and its patch centre; distillation from a teacher trained here; masked latent prediction with
-I-JEPA's masks of the global batch dealt to the processes. The 1-process runs are the
+I-JEPA's masks of the global batch dealt to the processes; a video run's past clips and
+future frames (6 sample videos) dealt as images are. The 1-process runs are the
 real command line. The 2-process runs
 take the request that command line built, resolved for 2 processes as ``--cpu-procs 2``
 resolves it, and run the same worker in ONE group of 2 spawned processes, every method in
@@ -36,6 +37,7 @@ the bugs do.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -56,7 +58,7 @@ from sslcli.methods import METHODS
 from sslcli.training.config import TrainingConfig, TrainingRequest, resolve_config
 from sslcli.training.views import ViewBatches
 from sslcli.training.worker import train_worker
-from tests.conftest import copy_digits
+from tests.conftest import SAMPLE_DATA, copy_digits
 
 SMALL_HEADS = ("--projector-hidden-dim", "64", "--projector-dim", "64")
 VIT = ("--backbone", "vit-tiny", "--patch-size", "4", "--local-crops", "2", "--optimizer", "adamw")
@@ -101,7 +103,12 @@ RUNS = {
         "train-latent", "--objective", "masked", "--backbone", "vit-tiny", "--patch-size", "4",
         "--optimizer", "adamw", "--latent-dim", "4",
     ),
+    # a video's past clip (2 frames) and the frame 0.5 s later, at 2 fps: 6 sample videos x 6
+    # pairs, the temporal mix of the clip's frames, z inferred per pair
+    "latent-video": ("train-latent", "--pairs", "future", "--fps", "2", *SMALL_HEADS),
 }  # fmt: skip
+VIDEO_RUNS = {"latent-video"}
+"""Runs on 6 of the sample videos instead of the digits."""
 STEPS = 8
 LOGGED = [2, 4, 6, 8]
 """2 steps an epoch, so the loss is logged at the end of each epoch."""
@@ -163,6 +170,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every run of RUNS trained with 1 process (``NAME/one``) and 2 (``NAME/two``)."""
     work = tmp_path_factory.mktemp("equivalence")
     digits = copy_digits(work / "digits")
+    videos = work / "videos"
+    videos.mkdir()
+    for path in sorted((SAMPLE_DATA / "videos" / "bounce").glob("*.mp4"))[:6]:
+        shutil.copy(path, videos)
     requests: dict[str, TrainingRequest] = {}
     run_training = sslcli.training.run.run_training
 
@@ -186,7 +197,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--out", str(work / name / "one"),
                 ]  # fmt: skip
                 extra = [str(work / "simclr" / "one") if e == "SIMCLR_RUN" else e for e in extra]
-                result = CliRunner().invoke(app, [command, str(digits), *options, *extra])
+                data = videos if name in VIDEO_RUNS else digits
+                result = CliRunner().invoke(app, [command, str(data), *options, *extra])
                 assert result.exit_code == 0, result.output
         finally:
             torch.set_num_threads(threads)
