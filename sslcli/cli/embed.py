@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 def embed(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="Image files or folders (walked recursively).", show_default=False),
+        typer.Argument(
+            help="Image files or folders (walked recursively); or videos: each frame at --fps.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path,
@@ -79,6 +82,13 @@ def embed(
             "(umap when umap-learn is installed, else pca)."
         ),
     ] = "auto",
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Videos: frames per second embedded \\[default: a video run's rate, else 10].",
+            show_default=False,
+        ),
+    ] = None,
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     precision: Precision = "auto",
@@ -89,10 +99,11 @@ def embed(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Write the embeddings of images (one row per image, names kept, in input order)."""
+    """Write the embeddings of images (one row per image, names kept, in input order), or of
+    videos' frames sampled at --fps (one row per frame, named VIDEO@SECONDSs)."""
     from sslcli.data.embeddings import check_format, write_embeddings
     from sslcli.engine.runtime import set_threads
-    from sslcli.inference.embedding import embed_sharded
+    from sslcli.inference.embedding import decode_video_inputs, embed_sharded, holds_videos
 
     check_format(out)
     knn_out = _knn_path(out, knn, knn_out)
@@ -105,8 +116,20 @@ def embed(
     set_threads(threads)  # the neighbours are found in this process
     plan = plan_devices(gpus, cpu_procs)
     trained = load_model_saying_which(model, size, as_json)
-    labelled = map_path is not None and _class_folders(inputs)
-    images = decode(inputs, trained.size, cache_dir, strict, as_json, labelled)
+    if holds_videos(inputs):
+        from sslcli.cli.model_options import report_skipped
+        from sslcli.data.cache import default_cache_dir
+        from sslcli.data.clips import DEFAULT_FPS
+
+        rate = fps or (trained.continuation.fps if trained.continuation else DEFAULT_FPS)
+        cache = cache_dir or default_cache_dir()
+        images = decode_video_inputs(inputs, rate, trained.size, cache, not as_json)
+        report_skipped(images.failures)
+    else:
+        if fps is not None:
+            raise usage_error("--fps samples videos' frames", "give videos, or leave out --fps")
+        labelled = map_path is not None and _class_folders(inputs)
+        images = decode(inputs, trained.size, cache_dir, strict, as_json, labelled)
     if map_path is not None and len(images.names) < 3:
         raise usage_error(
             f"--map needs 3 images or more, and only {len(images.names)} could be used",

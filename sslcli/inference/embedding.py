@@ -155,3 +155,59 @@ def _embed_shard(runtime: Runtime, job: _ShardJob, shards: Path) -> None:
     features = embed_pixels(job.model, mine, runtime, job.space, job.batch_size, job.show)
     np.save(shards / f"shard-{runtime.rank:05d}.npy", features.numpy())
     (shards / f"shard-{runtime.rank:05d}.threads").write_text(str(threads))
+
+
+def holds_videos(inputs: list[Path]) -> bool:
+    """Whether ``inputs`` are videos (each a video file, or a folder with one in it); an
+    error when some are videos and some are not."""
+    from sslcli.data.video import is_video
+
+    def video_input(path: Path) -> bool:
+        if path.is_dir():
+            return any(is_video(p) for p in path.rglob("*") if p.is_file())
+        return is_video(path)
+
+    kinds = [video_input(path) for path in inputs]
+    if any(kinds) and not all(kinds):
+        raise usage_error(
+            "give images or videos, not both",
+            "embed the videos' frames and the images in two commands",
+        )
+    return bool(kinds) and all(kinds)
+
+
+def decode_video_inputs(
+    inputs: list[Path], fps: float, size: int, cache_dir: Path, show: bool = True
+) -> DecodedSet:
+    """Every frame of the videos ``inputs`` (files or folders) sampled at ``fps``, named
+    ``VIDEO@SECONDSs``; the frames of all of them in one cache file, for the processes that
+    embed them. A video that does not decode is skipped and listed."""
+    import hashlib
+
+    from sslcli.data.video import decoded_videos, scan_videos
+    from sslcli.engine.atomic import atomic_file
+
+    found = [(path, root) for root in inputs for path in scan_videos(root)]
+    paths = [path for path, _ in found]
+    with progress_bar("decode", len(paths), "video", show, transient=True) as bar:
+        videos, kept, failures = decoded_videos(paths, fps, size, cache_dir, bar.advance)
+    if not videos:
+        raise usage_error(f"none of the {len(paths)} video(s) could be used", "see the list above")
+    names = [
+        f"{_name(found[i][0], [found[i][1]])}@{k / fps:.2f}s"
+        for i, video in zip(kept, videos, strict=True)
+        for k in range(len(video.pixels))
+    ]
+    key = hashlib.sha256("\n".join(names + [str(v.path.resolve()) for v in videos]).encode())
+    cache_file = cache_dir / "videos-v1" / f"frames-{key.hexdigest()[:20]}-{size}.npy"
+    if not cache_file.is_file():
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(cache_file) as temporary, temporary.open("wb") as handle:
+            np.save(handle, np.concatenate([np.asarray(video.pixels) for video in videos]))
+    return DecodedSet(
+        names=names,
+        paths=[paths[i] for i in kept],
+        pixels=np.load(cache_file, mmap_mode="r"),
+        cache_file=cache_file,
+        failures=failures,
+    )

@@ -190,6 +190,17 @@ def tiny_cnn(options: BackboneOptions) -> nn.Module:
 
 
 @BACKBONES.register(
+    "keypoint-cnn",
+    "tiny-cnn plus where each channel fires (spatial soft-argmax), 384-d; videos, CPU",
+)
+def keypoint_cnn(options: BackboneOptions) -> nn.Module:
+    """The tiny CNN's blocks with a spatial soft-argmax beside the average pool."""
+    from sslcli.models.tiny_cnn import KeypointCNN
+
+    return KeypointCNN()
+
+
+@BACKBONES.register(
     "small-cnn", "6-layer CNN, 256-d features (0.6M parameters); CPU, sees a whole 32 px image"
 )
 def small_cnn(options: BackboneOptions) -> nn.Module:

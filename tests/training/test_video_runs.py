@@ -255,3 +255,23 @@ def test_video_options_are_checked_before_a_run_starts(tmp_path: Path) -> None:
     views = runner.invoke(app, ["train-latent", str(digits), "--fps", "5", "--gpus", "0"])
     assert views.exit_code == 2 and "--fps apply to video pairs" in views.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_embed_writes_one_row_per_sampled_frame_of_each_video(
+    video_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "frames.npy"
+    command = ["embed", str(VIDEOS / "fork"), "--model", str(video_run), "-o", str(out), "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    names = json.loads(out.with_suffix(".names.json").read_text())
+    assert len(names) == len(np.load(out)) == 4 * 40  # the run's 10 fps, 4 s each
+    assert names[0] == "0_000_left.mp4@0.00s" and names[41] == "0_000_right.mp4@0.10s"
+    # the rows are the backbone's features of the frames (the forks' first halves are alike)
+    frames = np.load(out)
+    np.testing.assert_allclose(frames[5], frames[45], atol=1e-3)
+    halved = runner.invoke(app, [*command, "--fps", "5", "--overwrite"])
+    assert halved.exit_code == 0 and len(np.load(out)) == 4 * 20, halved.output
+    mixed = [str(VIDEOS / "fork"), str(SAMPLE_DATA / "photos" / "coins.jpg")]
+    both = runner.invoke(app, ["embed", *mixed, "--model", str(video_run), "-o", str(out)])
+    assert both.exit_code == 2 and "give images or videos, not both" in both.stderr
