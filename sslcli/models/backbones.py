@@ -191,7 +191,8 @@ def tiny_cnn(options: BackboneOptions) -> nn.Module:
 
 @BACKBONES.register(
     "keypoint-cnn",
-    "tiny-cnn plus where each channel fires (spatial soft-argmax), 384-d; videos, CPU",
+    "tiny-cnn plus where each channel fires (spatial soft-argmax), 384-d features "
+    "(0.1M parameters); videos, CPU",
 )
 def keypoint_cnn(options: BackboneOptions) -> nn.Module:
     """The tiny CNN's blocks with a spatial soft-argmax beside the average pool."""

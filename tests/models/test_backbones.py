@@ -12,6 +12,7 @@ from sslcli.models.backbones import BACKBONES, BackboneOptions, build_backbone
         ("resnet50", 2048, 23.5),
         ("tiny-cnn", 128, 0.1),
         ("small-cnn", 256, 0.6),
+        ("keypoint-cnn", 384, 0.1),
     ],
 )
 def test_backbones_give_features_of_their_stated_size(name: str, dim: int, millions: float) -> None:
@@ -22,6 +23,18 @@ def test_backbones_give_features_of_their_stated_size(name: str, dim: int, milli
     parameters = sum(p.numel() for p in backbone.parameters()) / 1e6
     assert round(parameters, 1) == millions
     assert f"{millions}M parameters" in BACKBONES.get(name).description
+
+
+def test_spatial_soft_argmax_gives_where_each_channel_fires() -> None:
+    from sslcli.models.tiny_cnn import SpatialSoftArgmax
+
+    maps = torch.zeros(1, 2, 5, 9)
+    maps[0, 0, 4, 0] = 100.0  # channel 0 fires at the bottom left, channel 1 at row 1, column 6
+    maps[0, 1, 1, 6] = 100.0
+    where = SpatialSoftArgmax()(maps)  # [x of each channel, then y of each channel]
+    torch.testing.assert_close(where, torch.tensor([[-1.0, 0.5, 1.0, -0.5]]))
+    flat = SpatialSoftArgmax()(torch.zeros(1, 1, 4, 4))  # no peak: the centre
+    torch.testing.assert_close(flat, torch.zeros(1, 2))
 
 
 def test_small_image_stem_keeps_resolution_for_32px_inputs() -> None:

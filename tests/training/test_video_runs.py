@@ -273,5 +273,7 @@ def test_embed_writes_one_row_per_sampled_frame_of_each_video(
     halved = runner.invoke(app, [*command, "--fps", "5", "--overwrite"])
     assert halved.exit_code == 0 and len(np.load(out)) == 4 * 20, halved.output
     mixed = [str(VIDEOS / "fork"), str(SAMPLE_DATA / "photos" / "coins.jpg")]
-    both = runner.invoke(app, ["embed", *mixed, "--model", str(video_run), "-o", str(out)])
+    mixed_out = tmp_path / "mixed.npy"
+    both = runner.invoke(app, ["embed", *mixed, "--model", str(video_run), "-o", str(mixed_out)])
     assert both.exit_code == 2 and "give images or videos, not both" in both.stderr
+    assert not mixed_out.exists()
