@@ -4,8 +4,9 @@ Both run the same Trainer, model, batch and precision; "ours" takes each step's 
 the real data path (decode-once cache -> batched augmentation on the training device), the
 ceiling feeds views already in memory on the device. Ratio = ours / ceiling.
 
-For ``--method latent`` (train-latent) the script also times the ceiling with ``z_steps`` 0 and
-prints the share of a training step that the inner z optimisation costs:
+For ``--method latent`` and ``masked-latent`` (train-latent) the script also times the
+ceiling with ``z_steps`` 0 and prints the share of a training step that the inner z
+optimisation costs:
 1 - (images/s with the z steps) / (images/s without them).
 
 Run: python benchmarks/siamese_speed.py --backbone tiny-cnn --size 32 --batch-size 128
@@ -151,7 +152,7 @@ def main() -> None:
         f"img/s, ours {ours:.1f} img/s, "
         f"ratio {ours / ceiling:.2f}"
     )
-    if args.method == "latent":
+    if args.method in ("latent", "masked-latent"):
         without_z = run(args, ceiling=True, method_options={"z_steps": 0})
         print(
             f"latent ceiling without the inner z steps {without_z:.1f} img/s: the z steps take "

@@ -96,8 +96,28 @@ LocalSize = Annotated[
 Epochs = Annotated[int, typer.Option(help="Passes over the data.")]
 
 BatchSize = Annotated[
-    int, typer.Option(help="GLOBAL batch: images per step summed over all processes/GPUs.")
+    str,
+    typer.Option(
+        help="GLOBAL batch: images per step summed over all processes/GPUs; 'auto' (GPUs): "
+        "the largest that fits, measured before the first step and printed."
+    ),
 ]
+
+
+def parse_batch_size(text: str) -> int:
+    """--batch-size: a number, or 'auto' (``AUTO_BATCH``)."""
+    from sslcli.errors import usage_error
+    from sslcli.training.config import AUTO_BATCH
+
+    if text.strip().lower() == "auto":
+        return AUTO_BATCH
+    try:
+        return int(text)
+    except ValueError:
+        raise usage_error(
+            f"--batch-size takes a number or auto, got {text!r}", "e.g. --batch-size 256"
+        ) from None
+
 
 Optimizer = Annotated[
     str | None,
@@ -329,11 +349,19 @@ def _print_settings(command: str, start: Start) -> None:
     table.add_row(
         "devices", f"{config.world_size} x {start.device_type}, precision {config.precision}"
     )
-    table.add_row("batch", f"{config.batch_size} global = {config.per_device_batch} per process")
+    from sslcli.training.config import AUTO_BATCH
+
+    if config.batch_size == AUTO_BATCH:
+        table.add_row("batch", "auto: the largest that fits, measured on the GPU before step 1")
+        lr = f"{config.lr_per_256:g} x batch/256"
+    else:
+        table.add_row(
+            "batch", f"{config.batch_size} global = {config.per_device_batch} per process"
+        )
+        lr = f"{config.lr:.4g} (= {config.lr_per_256:g} x {config.batch_size}/256)"
     table.add_row(
         "optimiser",
-        f"{config.optimizer}, lr {config.lr:.4g} (= {config.lr_per_256:g} x "
-        f"{config.batch_size}/256), weight decay {config.weight_decay:g}"
+        f"{config.optimizer}, lr {lr}, weight decay {config.weight_decay:g}"
         + (
             f" -> {config.final_weight_decay:g} (cosine)"
             if config.final_weight_decay is not None

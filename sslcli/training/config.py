@@ -95,6 +95,11 @@ RESUME_KEYS = (
 )
 """Settings a resumed run must share with its checkpoint: they shape the model, the optimiser
 state or the data order (``images`` fingerprints the decoded image set)."""
+AUTO_BATCH = 0
+"""``--batch-size auto``: the worker measures the largest global batch that fits and writes
+it, and the learning rate scaled to it (0 until then), into the run's config before the
+first step."""
+
 ADDED_LATER = (
     "streams",
     "shard_url",
@@ -141,7 +146,7 @@ class TrainingRequest:
     """Augmentation fields set on the command line, over the preset's."""
     epochs: int
     batch_size: int
-    """The GLOBAL batch: summed over every process of the run."""
+    """The GLOBAL batch: summed over every process of the run; ``AUTO_BATCH``: measured."""
     optimizer: str | None
     lr_per_256: float | None
     weight_decay: float | None
@@ -290,6 +295,8 @@ def continued(request: TrainingRequest, saved: Mapping[str, Any]) -> TrainingReq
             values[name] = getattr(request, name)
         elif name in ("method_options", "view_changes"):
             values[name] = saved[name] | getattr(request, name)
+        elif name == "batch_size" and request.batch_size == AUTO_BATCH:
+            values[name] = saved[name]  # the batch its start measured
         elif name in request.explicit:
             values[name] = getattr(request, name)
         elif name not in saved:
@@ -416,7 +423,8 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
                 f"leave out --store-size, or pack again with --store-size {request.store_size}",
             )
         store_size = packed
-        check_streams(streams, world_size, request.batch_size)
+        if request.batch_size != AUTO_BATCH:  # an auto batch is measured in whole streams
+            check_streams(streams, world_size, request.batch_size)
     elif request.shard_url is not None:
         raise usage_error(
             f"--shard-url reads packed shards, and {request.data} has no {MANIFEST_FILE}",
@@ -473,7 +481,13 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     if final_weight_decay is not None and final_weight_decay < 0:
         raise usage_error(f"--final-weight-decay must be 0 or more, got {final_weight_decay}")
     batch = request.batch_size
-    if batch < 2 or batch % world_size:
+    if batch == AUTO_BATCH:
+        if request.pairs == "future":
+            raise usage_error(
+                "--batch-size auto measures image views; video pairs need a number",
+                "give --batch-size, e.g. --batch-size 64",
+            )
+    elif batch < 2 or batch % world_size:
         raise usage_error(
             f"--batch-size {batch} must be at least 2 and divisible by the {world_size} processes",
             "--batch-size is the global batch over all processes",
@@ -503,7 +517,7 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
         batch_size=batch,
         optimizer=optimizer,
         lr_per_256=lr_per_256,
-        lr=scaled_lr(lr_per_256, batch),
+        lr=0.0 if batch == AUTO_BATCH else scaled_lr(lr_per_256, batch),
         weight_decay=weight_decay,
         warmup_epochs=warmup,
         method_options=method_options,

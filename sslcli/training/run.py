@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sslcli.errors import usage_error
-from sslcli.training.config import LATENT_METHODS, TrainingConfig, TrainingRequest
+from sslcli.training.config import AUTO_BATCH, LATENT_METHODS, TrainingConfig, TrainingRequest
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,12 @@ def run_training(
     elif request.init is not None:
         request = _from_encoder(request)
     config = resolve_config(request, plan.processes)
+    if config.batch_size == AUTO_BATCH and plan.device_type != "cuda":
+        raise usage_error(
+            "--batch-size auto measures the largest batch that fits in GPU memory, and this "
+            "run has no GPU",
+            "give a number, e.g. --batch-size 256",
+        )
     run_dir = out or Path("runs") / time.strftime(f"{kind}-%Y%m%d-%H%M%S")
     resuming_here = checkpoint is not None and checkpoint.resolve().is_relative_to(
         run_dir.resolve()

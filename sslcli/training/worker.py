@@ -4,6 +4,7 @@ decoded, the method and its observers built, the engine's loop run, the encoder 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
     from sslcli.augment.presets import Preset
     from sslcli.data.folder import ImageFolder
     from sslcli.data.store import StoredImages
+    from sslcli.engine.batch_probe import Fit
     from sslcli.engine.contract import Observer
     from sslcli.engine.runtime import Runtime
     from sslcli.engine.tensorboard import TensorBoardLog
     from sslcli.engine.trainer import Diverged
+    from sslcli.methods.base import SSLMethod
     from sslcli.training.config import TrainingConfig
     from sslcli.training.futures import FuturePairs
     from sslcli.training.observers import LabelledImages
@@ -47,10 +50,8 @@ def train_worker(
     from sslcli.engine.runtime import set_threads
     from sslcli.engine.trainer import Diverged, Schedule, Trainer
     from sslcli.eval.online import OnlineProbe
-    from sslcli.methods import METHODS
-    from sslcli.models.backbones import backbone_options, build_backbone
     from sslcli.runs.layout import versioned, write_config, write_result
-    from sslcli.training.config import RESUME_KEYS
+    from sslcli.training.config import AUTO_BATCH, RESUME_KEYS
     from sslcli.training.observers import (
         CollapseWatch,
         EpochEvaluation,
@@ -60,6 +61,11 @@ def train_worker(
     )
 
     used_threads = set_threads(threads)
+    changes = {"size": config.size, **config.view_changes}
+    local = {} if config.local_size is None else {"size": config.local_size}
+    preset = customise(PRESETS.create(config.preset), changes, local)
+    if config.batch_size == AUTO_BATCH:
+        config = _with_measured_batch(config, runtime, preset, run_dir)
     data = _training_data(config, runtime)
     if not data.labelled and config.online_probe:
         raise usage_error(
@@ -67,21 +73,10 @@ def train_worker(
             "put each class's images in a sub-folder of its own, or leave out --online-probe",
         )
 
-    backbone = build_backbone(config.backbone, backbone_options(config.as_dict()))
+    method, config = _built_method(config, data.count)
+    backbone = method.backbone
     if config.init is not None and resume is None:
         _start_from_encoder(backbone, config.init)
-    method_class = METHODS.create(config.method)
-    options = method_class.options_for_data(config.method_options, data.count)
-    teacher = None
-    if method_class.takes_teacher:
-        from sslcli.training.teacher import load_teacher
-
-        teacher = load_teacher(options["teacher"], config.mean, config.std)
-        options = options | {"teacher_dim": teacher.feature_dim()}
-    config = replace(config, method_options=options)
-    method = method_class(backbone, **config.method_options)
-    if teacher is not None:
-        method.teach_with(teacher)
     if config.compile:
         _check_compiler(runtime)
         backbone.compile()  # in place: the parameter names, and so the checkpoints, stay
@@ -98,9 +93,6 @@ def train_worker(
         final_weight_decay=config.final_weight_decay,
         steps=config.steps,
     )
-    changes = {"size": config.size, **config.view_changes}
-    local = {} if config.local_size is None else {"size": config.local_size}
-    preset = customise(PRESETS.create(config.preset), changes, local)
     batches = data.batches(preset)
     probe = None
     if data.labelled and config.online_probe:
@@ -169,6 +161,95 @@ def train_worker(
                 f"{write_failure(run_dir, error)}; the checkpoint of step {result.step} is kept",
                 f"free space, then resume the run to write its encoder: --resume {run_dir}",
             ) from None
+
+
+def _built_method(config: TrainingConfig, images: int) -> tuple[SSLMethod, TrainingConfig]:
+    """The run's method around a new backbone, and the config with the method's options
+    that depend on the data (``images`` of them) filled in; a distilling method with its
+    teacher."""
+    from sslcli.methods import METHODS
+    from sslcli.models.backbones import backbone_options, build_backbone
+
+    backbone = build_backbone(config.backbone, backbone_options(config.as_dict()))
+    method_class = METHODS.create(config.method)
+    options = method_class.options_for_data(config.method_options, images)
+    teacher = None
+    if method_class.takes_teacher:
+        from sslcli.training.teacher import load_teacher
+
+        teacher = load_teacher(options["teacher"], config.mean, config.std)
+        options = options | {"teacher_dim": teacher.feature_dim()}
+    config = replace(config, method_options=options)
+    method = method_class(backbone, **config.method_options)
+    if teacher is not None:
+        method.teach_with(teacher)
+    return method, config
+
+
+PROBED_IMAGES = 10**6
+"""The data size the batch probe builds a method for (DINO's prototypes at their most)."""
+
+
+def _with_measured_batch(
+    config: TrainingConfig, runtime: Runtime, preset: Preset, run_dir: Path
+) -> TrainingConfig:
+    """``--batch-size auto``: the config with the largest global batch whose training step
+    fits on every rank's GPU (each rank measures its own; the smallest wins), and the
+    learning rate scaled to it; the main process says so and records it."""
+    import gc
+
+    import torch
+
+    from sslcli.engine.optim import scaled_lr
+    from sslcli.runs.layout import write_config
+
+    fit = _probed_fit(config, runtime, preset)
+    gc.collect()  # the probe's model and optimiser are gone: their memory goes back
+    torch.cuda.empty_cache()
+    per_device = torch.tensor([fit.batch], device=runtime.device)
+    if runtime.distributed:
+        torch.distributed.all_reduce(per_device, op=torch.distributed.ReduceOp.MIN)
+    batch = int(per_device.item()) * config.world_size
+    config = replace(config, batch_size=batch, lr=scaled_lr(config.lr_per_256, batch))
+    if runtime.is_main:
+        _say(
+            f"--batch-size auto: {batch} ({batch // config.world_size} per GPU; a batch of "
+            f"{fit.batch} reserved {fit.peak_bytes / 2**30:.1f} of "
+            f"{fit.total_bytes / 2**30:.1f} GiB at its peak; {fit.tried} sizes tried)"
+        )
+        write_config(run_dir, config.as_dict())
+    return config
+
+
+def _probed_fit(config: TrainingConfig, runtime: Runtime, preset: Preset) -> Fit:
+    """The largest per-GPU batch of the run's training step on this rank's GPU, run on a
+    model of its own and on random views of the run's view sizes."""
+    from sslcli.data.shards import manifest_path
+    from sslcli.engine.batch_probe import measure_largest_batch
+    from sslcli.engine.contract import Clock
+    from sslcli.engine.optim import make_optimizer
+    from sslcli.training.views import view_recipes
+
+    method, probed = _built_method(config, PROBED_IMAGES)
+    method.to(runtime.device)
+    optimizer = make_optimizer(probed.optimizer, method, probed.lr_per_256, probed.weight_decay)
+    sizes = [recipe.size for recipe in view_recipes(preset, probed)]
+    clock = Clock(step=0, total_steps=1000, steps_per_epoch=100)
+
+    def step(batch: int) -> None:
+        views = [torch.randn(batch, 3, size, size, device=runtime.device) for size in sizes]
+        method.train()
+        method.begin_step(clock)
+        with runtime.autocast():
+            loss = method(views).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    # packed shards: whole streams per process in each batch
+    streams = config.streams if manifest_path(Path(config.data)) is not None else 1
+    granularity = math.lcm(8, max(1, streams // config.world_size))
+    return measure_largest_batch(step, runtime.device, granularity)
 
 
 @dataclass(frozen=True)
@@ -393,10 +474,15 @@ def _warn_skipped(failures: list[SSLError], what: str = "image(s)") -> None:
 
 
 def _warn(message: str) -> None:
+    _say(message, "warning:")
+
+
+def _say(message: str, label: str = "note:") -> None:
+    """``message`` on stderr (stdout may be the run's JSON), after a coloured ``label``."""
     from rich.console import Console
 
     console = Console(stderr=True)
-    console.print("warning:", style="yellow", end=" ")
+    console.print(label, style="yellow" if label == "warning:" else "cyan", end=" ")
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 

@@ -43,6 +43,16 @@ def test_epochs_given_on_resume_extend_the_run_and_say_so(digits: Path, tmp_path
     assert last["lr"] == pytest.approx(0.5 * 16 / 256 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
 
 
+def test_batch_size_auto_on_resume_keeps_the_runs_batch(digits: Path, tmp_path: Path) -> None:
+    assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
+    run = tmp_path / "run"
+    command = ["train-siamese", "--resume", str(run), "--epochs", "2", "--batch-size", "auto"]
+    resumed = runner.invoke(app, command)  # on the CPU: auto is the batch its start had
+    assert resumed.exit_code == 0, resumed.output
+    assert _config(run)["batch_size"] == 16
+    assert load_checkpoint(resolve_resume(run)).config["step"] == 4
+
+
 def test_a_learning_rate_given_on_resume_replaces_the_runs(digits: Path, tmp_path: Path) -> None:
     assert _train(digits, tmp_path, "run", "--epochs", "1").exit_code == 0
     run = tmp_path / "run"

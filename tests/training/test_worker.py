@@ -261,11 +261,28 @@ def test_resuming_from_an_encoder_export_is_a_clear_error(digits: Path, tmp_path
 def test_bad_settings_are_clear_errors(
     digits: Path, tmp_path: Path, extra: tuple, says: str
 ) -> None:
-    if "--gpus" in extra and torch.cuda.is_available():
+    if ("--gpus" in extra or "auto" in extra) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     result = _train(digits, tmp_path, "bad", *extra)
     assert result.exit_code == 2
     assert says in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("batch", "says"),
+    [
+        ("auto", "fits in GPU memory, and this run has no GPU"),
+        ("lots", "--batch-size takes a number or auto, got 'lots'"),
+    ],
+)
+def test_a_batch_size_that_is_not_a_number_or_auto_on_a_gpu_is_refused_before_the_run(
+    digits: Path, tmp_path: Path, batch: str, says: str
+) -> None:
+    if batch == "auto" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = _train(digits, tmp_path, "bad", "--batch-size", batch)
+    assert result.exit_code == 2 and says in result.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_existing_run_is_never_overwritten(digits: Path, tmp_path: Path) -> None:
