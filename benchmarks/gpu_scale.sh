@@ -58,7 +58,6 @@ PY
 
 echo "== DINO, ViT-small/16, 224 px, 2 x 224 + 6 x 96 views, bf16, batch 128"
 speed --method dino --backbone vit-small --size 224 --batch-size 128 --steps 15
-LIMIT=300 speed --method dino --backbone vit-small --size 224 --batch-size 128 --steps 15 --compile
 
 echo "== masked latent prediction, ViT-small/16, 224 px, bf16, batch 128: the z steps' share"
 speed --method masked-latent --backbone vit-small --size 224 --batch-size 128 --steps 15
@@ -71,3 +70,6 @@ for args in "--backbone resnet50" "--method dino --backbone vit-small"; do
     echo "exit $? ($args)"; grep -E "auto|error" /tmp/auto.err
     $PY -c "import json; c = json.load(open('/tmp/auto-run/config.json')); r = json.load(open('/tmp/auto-run/result.json')); print('config batch', c['batch_size'], 'lr', round(c['lr'], 4), '| result step', r['step'])"
 done
+
+echo "== DINO as above, the backbone compiled (--compile)"
+LIMIT=${COMPILE_LIMIT:-240} speed --method dino --backbone vit-small --size 224 --batch-size 128 --steps 15 --compile

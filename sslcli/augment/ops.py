@@ -141,6 +141,21 @@ def resized_crops_uint8(
         zip(images, boxes.tolist(), flips.tolist(), strict=True)
     ):
         crop = image[:, top : top + height, left : left + width].unsqueeze(0)
-        resized = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0]
+        resized = resized_uint8(crop, size)[0]
         out[row] = resized.flip(-1) if flip else resized
     return out
+
+
+def resized_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) uint8 resized to ``size`` x ``size``, bilinear and antialiased. PyTorch's
+    uint8 kernel exists on the CPU alone; elsewhere (CUDA) the resize runs in float and is
+    rounded back (within 1 of the CPU's values)."""
+    if images.device.type == "cpu":
+        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    return float_resized_uint8(images, size)
+
+
+def float_resized_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``resized_uint8`` through a float resize, on any device."""
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)

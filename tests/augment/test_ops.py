@@ -101,3 +101,14 @@ def test_a_zero_angle_is_the_unrotated_crop(batch: torch.Tensor) -> None:
     torch.testing.assert_close(ops.resized_crop(batch, boxes, flips, 16, torch.zeros(4)), plain)
     quarter = ops.resized_crop(batch, boxes[2:3], flips[2:3], 16, torch.tensor([90.0]))
     assert not torch.allclose(quarter, plain[2:3], atol=0.05)
+
+
+def test_the_float_resize_of_uint8_images_off_the_cpu_is_within_1_of_the_cpu_kernel() -> None:
+    from sslcli.augment.ops import float_resized_uint8, resized_uint8
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 75, 50), dtype=torch.uint8, generator=generator)
+    for size in (24, 96):  # down and up
+        exact, through_float = resized_uint8(images, size), float_resized_uint8(images, size)
+        assert through_float.dtype == torch.uint8 and through_float.shape == (2, 3, size, size)
+        assert (exact.int() - through_float.int()).abs().max() <= 1
