@@ -2,8 +2,10 @@
 
 Every video is decoded once (``data.video``: frames sampled at the run's rate, each whole
 frame squashed to the training size); every anchor of every video (``data.clips``) is one
-sample. The global batch at a step is a seeded permutation of all samples per epoch, cut as
-``ViewBatches`` cuts it (``RankShare``), so 2 processes x B see exactly what 1 process x 2B
+sample. The global batch at a step is cut from a seeded order of all samples per epoch
+(``grouped_order``: runs of moments of one video, so that the batch statistics VICReg's
+variance and covariance terms see come from within videos, not only from their differences),
+as ``ViewBatches`` cuts it (``RankShare``), so 2 processes x B see exactly what 1 process x 2B
 sees and a resumed run what an uninterrupted one saw. The frames are not augmented: the
 whole frame, so a future may come in from any edge and a pair's frames stay comparable.
 """
@@ -35,6 +37,21 @@ def continuation_samples(videos: list[Frames], continuation: Continuation) -> np
     return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
 
+PAIRS_PER_VIDEO = 8
+"""The samples of one video that stand together in an epoch's order (fewer where it runs out)."""
+
+
+def grouped_order(samples: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the (video, anchor) ``samples``: each video's rows shuffled and cut
+    into runs of ``PAIRS_PER_VIDEO``, then the runs of all videos shuffled together."""
+    runs: list[torch.Tensor] = []
+    for video in np.unique(samples[:, 0]):
+        rows = torch.from_numpy(np.flatnonzero(samples[:, 0] == video))
+        runs.extend(rows[torch.randperm(len(rows), generator=generator)].split(PAIRS_PER_VIDEO))
+    chosen = torch.randperm(len(runs), generator=generator).tolist()
+    return torch.cat([runs[index] for index in chosen])
+
+
 def frames_batch(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """(B, 3, S, S) floats in [0, 1] of uint8 (S, S, 3) frames."""
     stacked = torch.from_numpy(np.stack(frames)).to(device)
@@ -57,7 +74,13 @@ class FuturePairs:
         self.samples = continuation_samples(videos, continuation)
         self.config = config
         self.runtime = runtime
-        self.local_indices = RankShare(len(self.samples), config, runtime.rank, steps_per_epoch)
+        self.local_indices = RankShare(
+            len(self.samples),
+            config,
+            runtime.rank,
+            steps_per_epoch,
+            lambda generator: grouped_order(self.samples, generator),
+        )
         """The samples (rows of ``samples``) of this rank's share of a step."""
 
     def views(self, step: int) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ uninterrupted one saw. Data packed into WebDataset shards (``data.shards``) is s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,12 +39,22 @@ def view_recipes(preset: Preset, config: TrainingConfig) -> list[ViewRecipe]:
 
 class RankShare:
     """The samples of one rank's share of each step: every epoch a permutation of all
-    ``count`` samples drawn from the seed and the epoch alone, cut into global batches, each
+    ``count`` samples drawn from the seed and the epoch alone (``order``, a plain shuffle
+    by default), cut into global batches, each
     cut into the ranks' shares in rank order (so the shares put together are the batch one
     process sees)."""
 
-    def __init__(self, count: int, config: TrainingConfig, rank: int, steps_per_epoch: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        config: TrainingConfig,
+        rank: int,
+        steps_per_epoch: int,
+        order: Callable[[torch.Generator], torch.Tensor] | None = None,
+    ) -> None:
         self.count = count
+        self.order = order or (lambda generator: torch.randperm(count, generator=generator))
+        """An epoch's order of the samples, drawn with that epoch's generator."""
         self.config = config
         self.rank = rank
         self.steps_per_epoch = steps_per_epoch
@@ -57,7 +67,7 @@ class RankShare:
         cached = self._order  # one read: the prefetch thread may replace it meanwhile
         if cached is None or cached[0] != epoch:
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-            cached = (epoch, torch.randperm(self.count, generator=generator))
+            cached = (epoch, self.order(generator))
             self._order = cached
         batch = cached[1][within * config.batch_size : (within + 1) * config.batch_size]
         return batch[rank * config.per_device_batch : (rank + 1) * config.per_device_batch]
