@@ -110,6 +110,15 @@ def energy(
             show_default=False,
         ),
     ] = None,
+    mask_grid: Annotated[
+        int | None,
+        typer.Option(
+            help="One image X and a run of train-latent --objective masked: F of predicting "
+            "each cell of an N x N grid from the rest of the picture (--heatmap draws it over "
+            "the picture).",
+            show_default=False,
+        ),
+    ] = None,
     gpus: OneDevice = None,
     precision: Precision = "auto",
     threads: Threads = None,
@@ -139,6 +148,19 @@ def energy(
         return
     if horizon is not None or plot is not None:
         raise usage_error("--horizon and --plot apply to videos", "give a video as X")
+    if mask_grid is not None:
+        if y is not None or pairs is not None or matrix is not None or views or space:
+            raise usage_error(
+                "--mask-grid hides parts of one image: it takes X alone (and --heatmap)",
+                "drop Y, --pairs, --matrix, --views and --space",
+            )
+        if x is None or not x.is_file():
+            raise usage_error(f"--mask-grid needs one image file as X, got {x}")
+        used_threads = set_threads(threads)
+        trained = load_model_saying_which(model, None, as_json, seed)
+        runtime = make_runtime(plan_one_device(gpus, "energy").device_type, precision, seed)
+        _mask_grid_energy(trained, x, mask_grid, heatmap, runtime, cache_dir, used_threads, as_json)
+        return
     _check_inputs(x, y, pairs, matrix, heatmap)
     plan = plan_one_device(gpus, "energy")
     used_threads = set_threads(threads)
@@ -218,6 +240,67 @@ def energy(
         print_json(result)
     else:
         _print(result, energies)
+
+
+GRID_MEANING = (
+    "F of each cell = min over z of E + lambda R(z), the predictor's error on the cell's "
+    "patches from all the others: low = the rest of the picture foretells it"
+)
+
+
+def _mask_grid_energy(
+    trained: TrainedModel,
+    image: Path,
+    cells: int,
+    heatmap: Path | None,
+    runtime: Runtime,
+    cache_dir: Path | None,
+    used_threads: int,
+    as_json: bool,
+) -> None:
+    """F of each cell of an image hidden in turn (``energy IMAGE --mask-grid N``)."""
+    import numpy as np
+
+    from sslcli.eval.features import pixels_to_batch
+    from sslcli.inference.hidden_regions import grid_energies, write_grid_map
+
+    if trained.masked is None:
+        raise usage_error(
+            f"--mask-grid needs a run of train-latent --objective masked; "
+            f"{trained.description} is not one",
+            "train one: sslcli train-latent DIR --objective masked --backbone vit-tiny",
+        )
+    decoded = decode([image], trained.size, cache_dir, True, as_json)
+    pixels = pixels_to_batch(decoded.pixels[:1], runtime.device, trained.mean, trained.std)
+    masked = trained.masked.to(runtime.device)
+    energies = grid_energies(masked, pixels[0], cells, runtime)
+    if heatmap is not None:
+        title = f"F of each cell of {image.name} hidden, from the rest (dark = predictable)"
+        write_grid_map(heatmap, np.asarray(decoded.pixels[0]), energies.free_energy, title)
+    gap = energies.energy_at_zero - energies.free_energy
+    result = {
+        "model": trained.description,
+        "image": decoded.names[0],
+        "grid": cells,
+        "threads": used_threads,
+        "meaning": GRID_MEANING,
+        "free_energy": energies.free_energy.tolist(),
+        "energy_at_zero": energies.energy_at_zero.tolist(),
+        "z_gap": gap.tolist(),
+    } | ({"heatmap": str(heatmap)} if heatmap else {})
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"F of each cell of {decoded.names[0]}, hidden in turn (row, column)")
+    table.add_column("row")
+    for column in range(cells):
+        table.add_column(str(column), justify="right")
+    for row in range(cells):
+        table.add_row(str(row), *(f"{value:.4f}" for value in energies.free_energy[row]))
+    stderr.print(table)
+    stderr.print(f"{GRID_MEANING}; z-gap up to {gap.max():.4f}")
+    if heatmap is not None:
+        stderr.print(f"map: {heatmap}")
 
 
 def _video_energy(

@@ -36,7 +36,7 @@ from sslcli.augment.patch_masks import MultiBlockMasks, multiblock_masks
 from sslcli.engine.collectives import rank, world_size
 from sslcli.engine.contract import Clock, StepOutput
 from sslcli.methods.base import SSLMethod, TrainingDefaults
-from sslcli.methods.latent import ZSearch, squared_error
+from sslcli.methods.latent import Inference, ZSearch, squared_error
 from sslcli.methods.momentum import follow_online, frozen_copy
 from sslcli.models.tokens import patch_grid, visible_tokens
 
@@ -175,23 +175,43 @@ class MaskedLatent(SSLMethod):
     def held_out(self, images: torch.Tensor) -> dict[str, float]:
         """E(z = 0), F and the z-gap E(z = 0) - F on images the run does not train on, with
         masks from ``HELD_OUT_SEED`` (the same at every evaluation), in eval mode."""
-        was_training = self.training
-        self.eval()
         rows, columns = patch_grid(self.backbone, *images.shape[-2:])
         generator = torch.Generator().manual_seed(HELD_OUT_SEED)
         masks = multiblock_masks(len(images), rows, columns, generator)
-        masks = MultiBlockMasks(masks.context.to(images.device), masks.targets.to(images.device))
-        with torch.no_grad():
-            targets, context = self.targets(images), self.context(images, masks)
-        inferred = self.search.minimise(
-            lambda z: self.energy(context, masks, targets, z), len(images), images.device
-        )
-        self.train(was_training)
+        inferred = self.free_energies(images, masks)
         return {
             "held_out_energy_at_zero": float(inferred.energy_at_zero.mean()),
             "held_out_free_energy": float(inferred.free_energy.mean()),
             "held_out_z_gap": float((inferred.energy_at_zero - inferred.free_energy).mean()),
         }
+
+    def hidden_region(self, images: torch.Tensor, hidden: torch.Tensor) -> Inference:
+        """F, E(z = 0) and the best z of predicting the patches ``hidden`` (indices on the
+        patch grid, row-major) of every image from all its other patches, in eval mode."""
+        rows, columns = patch_grid(self.backbone, *images.shape[-2:])
+        seen = torch.ones(rows * columns, dtype=torch.bool)
+        seen[hidden] = False
+        count = len(images)
+        masks = MultiBlockMasks(
+            torch.nonzero(seen).flatten().expand(count, -1),
+            hidden.view(1, 1, -1).expand(count, 1, -1),
+        )
+        return self.free_energies(images, masks)
+
+    def free_energies(self, images: torch.Tensor, masks: MultiBlockMasks) -> Inference:
+        """F = min_z E + lambda R(z) of each image under ``masks``, in eval mode, no gradient
+        to the model."""
+        device = images.device
+        masks = MultiBlockMasks(masks.context.to(device), masks.targets.to(device))
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            targets, context = self.targets(images), self.context(images, masks)
+        inferred = self.search.minimise(
+            lambda z: self.energy(context, masks, targets, z), len(images), device
+        )
+        self.train(was_training)
+        return inferred
 
     def after_step(self, progress: float) -> None:
         follow_online([(self.target_backbone, self.backbone)], self.base_momentum, progress)

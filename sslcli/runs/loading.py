@@ -33,6 +33,7 @@ from sslcli.runs.layout import ENCODER_FOLDER, check_format, newest_run
 if TYPE_CHECKING:
     from sslcli.data.clips import Continuation
     from sslcli.methods.latent import LatentPredictive
+    from sslcli.methods.masked_latent import MaskedLatent
 
 SPACES = ("projector", "backbone", "patch")
 """Where embeddings are read: after the projection head, the backbone's features (a ViT's
@@ -66,6 +67,8 @@ class TrainedModel:
     """The training run's ``preset`` and ``view_changes``, for augmented views at test time."""
     latent: LatentPredictive | None = None
     """The whole latent-variable model (predictor, targets) of a ``train-latent`` run."""
+    masked: MaskedLatent | None = None
+    """The whole model of a ``train-latent --objective masked`` run."""
     continuation: Continuation | None = None
     """How a run trained on videos pairs a past clip with its future (None: image pairs)."""
     backbone_name: str | None = None
@@ -215,6 +218,8 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
     model.projector = getattr(method, "projector", None)
     if config["method"] == "latent":
         model.latent = method.eval()
+    if config["method"] == "masked-latent":
+        model.masked = method.eval()
     if config.get("pairs") == "future":
         from sslcli.data.clips import Continuation, horizon_frames
 

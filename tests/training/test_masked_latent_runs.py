@@ -4,8 +4,10 @@ its encoder used by embed, and the settings it refuses."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
@@ -60,6 +62,23 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     )  # fmt: skip
     assert embedded.exit_code == 0, embedded.output
     assert json.loads(embedded.stdout)["dimensions"] == 192
+    # energy IMAGE --mask-grid: F of each quarter of a digit hidden in turn, drawn over it
+    image = next(digits.rglob("*.png"))
+    grid = ["energy", str(image), "-m", str(tmp_path / "run"), "--mask-grid", "2", "--gpus", "0"]
+    grid += ["--cache-dir", str(tmp_path / "cache"), "--heatmap", str(tmp_path / "map.png")]
+    scored = runner.invoke(app, [*grid, "--json"])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.stdout)
+    free, at_zero = np.array(report["free_energy"]), np.array(report["energy_at_zero"])
+    assert free.shape == (2, 2) and (free > 0).all() and (free <= at_zero + 1e-6).all()
+    assert Image.open(tmp_path / "map.png").size[0] > 100
+    too_fine = runner.invoke(app, [*grid[:-2], "--mask-grid", "5"])
+    assert (
+        too_fine.exit_code == 2 and "does not fit the model's 4 x 4 patch grid" in too_fine.stderr
+    )
+    other = runner.invoke(app, ["energy", str(image), "-m", "vit-tiny", "--mask-grid", "2"])
+    assert other.exit_code == 2
+    assert "needs a run of train-latent --objective masked" in other.stderr
 
 
 @pytest.mark.parametrize(
