@@ -103,16 +103,28 @@ def sweep_context(
     if radius is None:
         inferred = latent.infer(context.expand(len(targets), -1), targets)
         radius = float(inferred.z.norm(dim=1).quantile(0.9))
-    generator = torch.Generator().manual_seed(seed)
-    directions = torch.randn(samples - 1, latent.latent_dim, generator=generator)
-    directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    zs = torch.cat([torch.zeros(1, latent.latent_dim), radius * directions])
+    zs = swept_zs(latent.latent_dim, samples, radius, seed)
     with torch.no_grad():
         predicted = latent.predictor(context.expand(samples, -1), zs).float()
     errors = check_finite(
         (predicted[:, None, :] - targets[None]).pow(2).mean(dim=2), model, "energies"
     )
-    best, index = errors.topk(top, dim=1, largest=False)
+    return best_matches(errors, zs, top, radius)
+
+
+def swept_zs(latent_dim: int, samples: int, radius: float, seed: int) -> torch.Tensor:
+    """(samples, latent_dim): z = 0, then samples - 1 seeded random directions of norm
+    ``radius``."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(samples - 1, latent_dim, generator=generator)
+    directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.cat([torch.zeros(1, latent_dim), radius * directions])
+
+
+def best_matches(errors: torch.Tensor, zs: torch.Tensor, top: int, radius: float) -> Sweep:
+    """The sweep whose row k holds the ``top`` gallery items of least ``errors[k]`` (the E
+    of z_k's prediction against each gallery item)."""
+    best, index = errors.topk(min(top, errors.shape[1]), dim=1, largest=False)
     rows = [
         SweepRow(z, order.tolist(), values.tolist())
         for z, order, values in zip(zs, index, best, strict=True)

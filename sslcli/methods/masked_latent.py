@@ -48,9 +48,18 @@ HELD_OUT_SEED = 20_231_203
 """The masks of held-out images come from this seed alone: every evaluation asks the same."""
 
 
-def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table[i, index[i, j]]`` for a (N, P, D) table and a (N, K) index: (N, K, D)."""
     return torch.gather(table, 1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
+
+
+def region_masks(hidden: torch.Tensor, patches: int, count: int) -> MultiBlockMasks:
+    """The masks of ``count`` images that hide the patches ``hidden`` (one target block) and
+    show all ``patches`` - len(hidden) others."""
+    seen = torch.ones(patches, dtype=torch.bool)
+    seen[hidden.cpu()] = False
+    context = torch.nonzero(seen).flatten().to(hidden.device)
+    return MultiBlockMasks(context.expand(count, -1), hidden.view(1, 1, -1).expand(count, 1, -1))
 
 
 class MaskedPredictor(nn.Module):
@@ -80,9 +89,9 @@ class MaskedPredictor(nn.Module):
         """(N, blocks, patches per block, dim) from the (N, K, dim) context tokens."""
         count, blocks, size = masks.targets.shape
         positions = self.positions.expand(count, -1, -1)
-        known = self.embed(context) + _gather_rows(positions, masks.context)
+        known = self.embed(context) + gather_rows(positions, masks.context)
         known = known.repeat_interleave(blocks, dim=0)  # (N x blocks, K, width)
-        where = _gather_rows(positions, masks.targets.flatten(1)).reshape(count * blocks, size, -1)
+        where = gather_rows(positions, masks.targets.flatten(1)).reshape(count * blocks, size, -1)
         asked = self.mask_token + where
         if self.from_z is not None:
             asked = asked + self.from_z(z).repeat_interleave(blocks, dim=0)[:, None]
@@ -149,7 +158,7 @@ class MaskedLatent(SSLMethod):
     ) -> torch.Tensor:
         """E per image; ``targets`` (N, patches, dim) as ``targets`` gives them."""
         count, blocks, size = masks.targets.shape
-        wanted = _gather_rows(targets, masks.targets.flatten(1)).reshape(count, blocks, size, -1)
+        wanted = gather_rows(targets, masks.targets.flatten(1)).reshape(count, blocks, size, -1)
         return squared_error(self.predictor(context, masks, z), wanted)
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
@@ -189,14 +198,7 @@ class MaskedLatent(SSLMethod):
         """F, E(z = 0) and the best z of predicting the patches ``hidden`` (indices on the
         patch grid, row-major) of every image from all its other patches, in eval mode."""
         rows, columns = patch_grid(self.backbone, *images.shape[-2:])
-        seen = torch.ones(rows * columns, dtype=torch.bool)
-        seen[hidden] = False
-        count = len(images)
-        masks = MultiBlockMasks(
-            torch.nonzero(seen).flatten().expand(count, -1),
-            hidden.view(1, 1, -1).expand(count, 1, -1),
-        )
-        return self.free_energies(images, masks)
+        return self.free_energies(images, region_masks(hidden, rows * columns, len(images)))
 
     def free_energies(self, images: torch.Tensor, masks: MultiBlockMasks) -> Inference:
         """F = min_z E + lambda R(z) of each image under ``masks``, in eval mode, no gradient

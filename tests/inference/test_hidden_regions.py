@@ -49,3 +49,30 @@ def test_each_cells_free_energy_is_at_most_its_energy_at_zero() -> None:
     assert (without.free_energy == without.energy_at_zero).all()
     # each cell hidden in turn gives its own F
     assert len(set(with_z.free_energy.round(6).flatten().tolist())) == 4
+
+
+def test_a_box_hides_the_patches_whose_centres_it_holds() -> None:
+    from sslcli.inference.hidden_regions import box_patches, parse_box
+
+    lower_half = parse_box("0,0.5,1,1")
+    assert box_patches(lower_half, 4, 4).tolist() == list(range(8, 16))
+    assert box_patches(parse_box("0.5,0,1,0.3"), 4, 4).tolist() == [2, 3]
+    for text, says in (
+        ("0,0,2,1", "is not a box inside the picture"),
+        ("0.5,0.5,0.4,1", "is not a box inside the picture"),
+        ("0,0,1", "takes four fractions"),
+    ):
+        with pytest.raises(SSLError, match=says):
+            parse_box(text)
+    with pytest.raises(SSLError, match="holds no patch centre"):
+        box_patches(parse_box("0,0,0.1,0.1"), 4, 4)
+    with pytest.raises(SSLError, match="holds every patch"):
+        box_patches(parse_box("0,0,1,1"), 4, 4)
+
+
+def test_the_spread_is_the_mean_squared_distance_of_two_different_items() -> None:
+    from sslcli.inference.hidden_regions import _mean_pair_distance
+
+    items = torch.randn(5, 3, 4)
+    direct = [(items[i] - items[j]).pow(2).mean() for i in range(5) for j in range(5) if i != j]
+    assert _mean_pair_distance(items) == pytest.approx(float(torch.stack(direct).mean()))

@@ -76,6 +76,19 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     assert (
         too_fine.exit_code == 2 and "does not fit the model's 4 x 4 patch grid" in too_fine.stderr
     )
+    # sweep IMAGE --mask: what each z puts in the lower half, matched among the digits
+    swept = runner.invoke(
+        app,
+        ["sweep", str(image), "--gallery", str(digits), "-m", str(tmp_path / "run"),
+         "--mask", "0,0.5,1,1", "--samples", "4", "--top", "3", "--gpus", "0",
+         "--cache-dir", str(tmp_path / "cache"), "--grid", str(tmp_path / "sheet.png"), "--json"],
+    )  # fmt: skip
+    assert swept.exit_code == 0, swept.output
+    sweep_report = json.loads(swept.stdout)
+    assert sweep_report["hidden_patches"] == 8 and len(sweep_report["rows"]) == 4
+    assert all(len(row["matches"]) == 3 for row in sweep_report["rows"])
+    assert sweep_report["prediction_spread"] > 0 and sweep_report["gallery_spread"] > 0
+    assert Image.open(tmp_path / "sheet.png").size[1] > 4 * 96
     other = runner.invoke(app, ["energy", str(image), "-m", "vit-tiny", "--mask-grid", "2"])
     assert other.exit_code == 2
     assert "needs a run of train-latent --objective masked" in other.stderr
