@@ -178,11 +178,11 @@ def sweep_hidden(
     device = runtime.device
     image, gallery = image.to(device), gallery.to(device)
     rows, columns = patch_grid(model.backbone, *image.shape[-2:])
-    hidden = box_patches(box, rows, columns)
-    masks = region_masks(hidden.to(device), rows * columns, 1)
+    hidden = box_patches(box, rows, columns).to(device)
+    masks = region_masks(hidden, rows * columns, 1)
     with torch.no_grad(), runtime.autocast():
         context = model.context(image, masks).float()
-        index = hidden.to(device)[None].expand(len(gallery), -1)
+        index = hidden[None].expand(len(gallery), -1)
         regions = torch.cat(
             [
                 gather_rows(model.targets(part), index[: len(part)])
@@ -190,7 +190,7 @@ def sweep_hidden(
             ]
         )  # (G, P, D)
     count = len(regions)
-    many = region_masks(hidden.to(device), rows * columns, count)
+    many = region_masks(hidden, rows * columns, count)
     fell_back = False
     if radius is None:  # as far as z goes for the gallery's regions
         inferred = model.search.minimise(
@@ -204,13 +204,13 @@ def sweep_hidden(
         if radius < 1e-6:  # z* stayed at 0: sweep at a unit radius rather than not at all
             radius, fell_back = 1.0, True
     zs = swept_zs(model.search.latent_dim, samples, radius, seed).to(device)
-    swept = region_masks(hidden.to(device), rows * columns, samples)
+    swept = region_masks(hidden, rows * columns, samples)
     with torch.no_grad():
         predicted = model.predictor(context.expand(samples, -1, -1), swept, zs)[:, 0].float()
     errors = (predicted[:, None] - regions[None]).pow(2).mean(dim=(2, 3))  # (K, G)
     sweep = best_matches(errors.cpu(), zs.cpu(), top, radius)
     spreads = _mean_pair_distance(predicted), _mean_pair_distance(regions)
-    return HiddenSweep(sweep, hidden, *spreads, fell_back)
+    return HiddenSweep(sweep, hidden.cpu(), *spreads, fell_back)
 
 
 GALLERY_BATCH = 256
