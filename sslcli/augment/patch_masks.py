@@ -10,6 +10,9 @@
   of the image each, aspect 0.75-1.5, one size for the whole batch; a square context block
   of 85-100% with every target patch removed (at least 4 patches kept); the contexts cut to
   the batch's shortest so they stack.
+- MAE's random masks (``random_masks``) follow ``random_masking`` in the authors'
+  ``models_mae.py`` (He et al. 2022, Sec. 3): each image's patches shuffled by its own
+  uniform noise, the first ``1 - ratio`` of them kept (75% hidden by default).
 
 Every draw comes from one generator, so a global batch's masks depend on the seed alone,
 whatever the number of processes.
@@ -162,3 +165,19 @@ def multiblock_masks(
         for context in contexts
     ]
     return MultiBlockMasks(torch.stack(kept), torch.stack(targets))
+
+
+MAE_MASK_RATIO = 0.75
+"""The share of patches MAE hides (He et al. 2022, Sec. 3 and Fig. 5)."""
+
+
+def random_masks(
+    count: int, patches: int, generator: torch.Generator, ratio: float = MAE_MASK_RATIO
+) -> MultiBlockMasks:
+    """MAE's masks for ``count`` images of ``patches`` patches: ``int(patches * (1 - ratio))``
+    of them seen (at least 1), the others one target block, both ascending."""
+    kept = max(1, int(patches * (1 - ratio)))
+    order = torch.rand(count, patches, generator=generator).argsort(dim=1)
+    context = order[:, :kept].sort(dim=1).values
+    hidden = order[:, kept:].sort(dim=1).values
+    return MultiBlockMasks(context, hidden.unsqueeze(1))

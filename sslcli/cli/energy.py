@@ -266,7 +266,7 @@ def _mask_grid_energy(
 
     if trained.masked is None:
         raise usage_error(
-            f"--mask-grid needs a run of train-latent --objective masked; "
+            "--mask-grid needs a run of train-latent --objective masked (--predict latent); "
             f"{trained.description} is not one",
             "train one: sslcli train-latent DIR --objective masked --backbone vit-tiny",
         )

@@ -175,8 +175,8 @@ def _sweep_hidden(
     box = parse_box(mask)
     if trained.masked is None:
         raise usage_error(
-            f"--mask needs a run of train-latent --objective masked; {trained.description} "
-            "is not one",
+            "--mask needs a run of train-latent --objective masked (--predict latent); "
+            f"{trained.description} is not one",
             "train one: sslcli train-latent DIR --objective masked --backbone vit-tiny",
         )
     query = decode([image], trained.size, cache_dir, True, as_json)

@@ -61,8 +61,38 @@ from sslcli.cli.view_options import (
 )
 from sslcli.errors import usage_error
 
-OBJECTIVES = {"views": "latent", "masked": "masked-latent"}
-"""``--objective``: the method each trains."""
+OBJECTIVES = {
+    ("views", "latent"): "latent",
+    ("masked", "latent"): "masked-latent",
+    ("masked", "pixels"): "mae",
+}
+"""``--objective`` and ``--predict``: the method each pair trains."""
+
+
+def objective_flags(method: str) -> list[str]:
+    """The options of ``train-latent`` that train ``method`` (none for the default)."""
+    objective, predict = next(pair for pair, name in OBJECTIVES.items() if name == method)
+    flags = [] if objective == "views" else ["--objective", objective]
+    return flags + ([] if predict == "latent" else ["--predict", predict])
+
+
+def method_of(objective: str, predict: str) -> str:
+    """The method ``--objective`` and ``--predict`` ask for, or a usage error."""
+    objectives = sorted({name for name, _ in OBJECTIVES})
+    if objective not in objectives:
+        raise usage_error(
+            f"unknown --objective {objective!r}", f"choose one of {', '.join(objectives)}"
+        )
+    predicts = sorted({name for _, name in OBJECTIVES})
+    if predict not in predicts:
+        raise usage_error(f"unknown --predict {predict!r}", f"choose one of {', '.join(predicts)}")
+    if (objective, predict) not in OBJECTIVES:
+        raise usage_error(
+            f"--predict {predict} reconstructs hidden patches, which --objective {objective} "
+            "does not hide",
+            f"give --objective masked --predict {predict}",
+        )
+    return OBJECTIVES[objective, predict]
 
 
 def train_latent(
@@ -101,6 +131,20 @@ def train_latent(
             "visible ones (I-JEPA's masking, with z)."
         ),
     ] = "views",
+    predict: Annotated[
+        str,
+        typer.Option(
+            help="--objective masked: latent (the hidden patches' representations, with z) "
+            "or pixels (their normalised pixels, a masked autoencoder, MAE: the baseline)."
+        ),
+    ] = "latent",
+    mask_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="--predict pixels: the share of patches hidden at random \\[default: 0.75].",
+            show_default=False,
+        ),
+    ] = None,
     latent_dim: Annotated[
         int | None,
         typer.Option(help="Dimensions of z; 0: no z \\[default: 16].", show_default=False),
@@ -208,13 +252,10 @@ def train_latent(
     from sslcli.training.config import TrainingRequest
     from sslcli.training.run import Devices
 
-    if objective not in OBJECTIVES:
-        raise usage_error(
-            f"unknown --objective {objective!r}", f"choose one of {', '.join(OBJECTIVES)}"
-        )
+    method = method_of(objective, predict)
     request = TrainingRequest(
         data=None if data is None else str(data),
-        method=OBJECTIVES[objective],
+        method=method,
         backbone=backbone,
         size=size,
         small_images=small_images,
@@ -249,6 +290,7 @@ def train_latent(
             z_dropout=z_dropout,
             target=target,
             context_frames=context_frames,
+            mask_ratio=mask_ratio,
         ),
         seed=seed,
         precision=precision,

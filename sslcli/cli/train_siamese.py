@@ -169,14 +169,14 @@ def train_siamese(
     as_json: AsJson = False,
 ) -> None:
     """Train a joint-embedding (siamese) encoder on a folder of images."""
+    from sslcli.cli.train_latent import objective_flags
     from sslcli.engine.budget import parse_duration
     from sslcli.training.config import LATENT_METHODS, TrainingRequest
 
     if method in LATENT_METHODS:
-        objective = " --objective masked" if method == "masked-latent" else ""
         raise usage_error(
             "the latent-variable methods train with their own command",
-            f"sslcli train-latent {data}{objective}",
+            " ".join(["sslcli train-latent", str(data), *objective_flags(method)]),
         )
     from sslcli.training.run import Devices
 

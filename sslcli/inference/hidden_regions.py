@@ -209,14 +209,14 @@ def sweep_hidden(
         predicted = model.predictor(context.expand(samples, -1, -1), swept, zs)[:, 0].float()
     errors = (predicted[:, None] - regions[None]).pow(2).mean(dim=(2, 3))  # (K, G)
     sweep = best_matches(errors.cpu(), zs.cpu(), top, radius)
-    spreads = _mean_pair_distance(predicted), _mean_pair_distance(regions)
+    spreads = mean_pair_distance(predicted), mean_pair_distance(regions)
     return HiddenSweep(sweep, hidden.cpu(), *spreads, fell_back)
 
 
 GALLERY_BATCH = 256
 
 
-def _mean_pair_distance(items: torch.Tensor) -> float:
+def mean_pair_distance(items: torch.Tensor) -> float:
     """The mean squared distance (per element) between two different items of ``items``."""
     flat = items.flatten(1).double()
     count = len(flat)

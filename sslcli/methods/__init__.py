@@ -160,3 +160,16 @@ def masked_latent() -> type[SSLMethod]:
     from sslcli.methods.masked_latent import MaskedLatent
 
     return MaskedLatent
+
+
+@METHODS.register(
+    "mae",
+    "masked autoencoder, the pixel baseline of masked prediction (train-latent --objective "
+    "masked --predict pixels): 75% of the patches hidden at random (--mask-ratio), the "
+    "encoder on the visible ones, a light decoder of the hidden patches' normalised pixels; "
+    "no z; ViTs only; AdamW, lr 1.5e-4 per 256, wd 0.05",
+)
+def mae() -> type[SSLMethod]:
+    from sslcli.methods.mae import MaskedAutoencoder
+
+    return MaskedAutoencoder

@@ -65,7 +65,9 @@ def region_masks(hidden: torch.Tensor, patches: int, count: int) -> MultiBlockMa
 class MaskedPredictor(nn.Module):
     """g(context tokens, target positions, z): the target blocks' representations."""
 
-    def __init__(self, dim: int, patches: int, latent_dim: int) -> None:
+    def __init__(self, dim: int, patches: int, latent_dim: int, out_dim: int | None = None) -> None:
+        """``out_dim``: the width of an answer, the encoder's ``dim`` unless given (MAE's
+        decoder answers in pixels)."""
         from timm.models.vision_transformer import Block
 
         super().__init__()
@@ -79,29 +81,70 @@ class MaskedPredictor(nn.Module):
             *(Block(width, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(PREDICTOR_DEPTH))
         )
         self.norm = nn.LayerNorm(width)
-        self.out = nn.Linear(width, dim)
+        self.out = nn.Linear(width, out_dim or dim)
         nn.init.trunc_normal_(self.positions, std=0.02)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(
-        self, context: torch.Tensor, masks: MultiBlockMasks, z: torch.Tensor
+        self, context: torch.Tensor, masks: MultiBlockMasks, z: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(N, blocks, patches per block, dim) from the (N, K, dim) context tokens."""
+        """(N, blocks, patches per block, out_dim) from the (N, K, dim) context tokens; ``z``
+        (N, latent_dim) is left out where latent_dim is 0."""
         count, blocks, size = masks.targets.shape
         positions = self.positions.expand(count, -1, -1)
         known = self.embed(context) + gather_rows(positions, masks.context)
         known = known.repeat_interleave(blocks, dim=0)  # (N x blocks, K, width)
         where = gather_rows(positions, masks.targets.flatten(1)).reshape(count * blocks, size, -1)
         asked = self.mask_token + where
-        if self.from_z is not None:
+        if self.from_z is not None and z is not None:
             asked = asked + self.from_z(z).repeat_interleave(blocks, dim=0)[:, None]
         tokens = self.blocks(torch.cat([known, asked], dim=1))
         answers = self.out(self.norm(tokens[:, known.shape[1] :]))
         return answers.reshape(count, blocks, size, -1)
 
 
-class MaskedLatent(SSLMethod):
+class MaskedPrediction(SSLMethod):
+    """What the masked objectives share (this one and ``mae.MaskedAutoencoder``): masks drawn
+    for the global batch from the run's seed and the step, each process taking its own
+    samples' share, and the context encoder on the visible patches alone."""
+
     needs_patches = True
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__(backbone)
+        self.mask_seed = 0
+
+    def draw_masks(
+        self, count: int, rows: int, columns: int, generator: torch.Generator
+    ) -> MultiBlockMasks:
+        """The masks of ``count`` images of a (rows, columns) patch grid."""
+        raise NotImplementedError
+
+    def begin_step(self, clock: Clock) -> None:
+        # the run's seed (every process is seeded alike) and the step
+        self.mask_seed = (torch.initial_seed() * 1_000_003 + clock.step) % 2**63
+
+    def masks(self, samples: int, rows: int, columns: int, device: torch.device) -> MultiBlockMasks:
+        """This process's share of the global batch's masks."""
+        generator = torch.Generator().manual_seed(self.mask_seed)
+        everyone = self.draw_masks(samples * world_size(), rows, columns, generator)
+        mine = slice(rank() * samples, (rank() + 1) * samples)
+        return MultiBlockMasks(everyone.context[mine].to(device), everyone.targets[mine].to(device))
+
+    def held_out_masks(self, images: torch.Tensor) -> MultiBlockMasks:
+        """The masks of held-out images: from ``HELD_OUT_SEED`` alone, the same at every
+        evaluation."""
+        rows, columns = patch_grid(self.backbone, *images.shape[-2:])
+        generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+        return self.draw_masks(len(images), rows, columns, generator)
+
+    def context(self, images: torch.Tensor, masks: MultiBlockMasks) -> torch.Tensor:
+        """The context encoder's tokens of the context patches: (N, K, dim)."""
+        tokens = visible_tokens(self.backbone, images, masks.context)
+        return tokens[:, self.backbone.num_prefix_tokens :]
+
+
+class MaskedLatent(MaskedPrediction):
     defaults = TrainingDefaults(
         optimizer="adamw",
         lr_per_256=1e-3 * 256 / 2048,  # I-JEPA's 1e-3 at batch 2048
@@ -128,18 +171,11 @@ class MaskedLatent(SSLMethod):
         self.search = ZSearch(latent_dim, z_steps, z_lr, z_reg, z_weight)
         self.z_dropout = z_dropout
         self.base_momentum = base_momentum
-        self.mask_seed = 0
 
-    def begin_step(self, clock: Clock) -> None:
-        # the run's seed (every process is seeded alike) and the step
-        self.mask_seed = (torch.initial_seed() * 1_000_003 + clock.step) % 2**63
-
-    def masks(self, samples: int, rows: int, columns: int, device: torch.device) -> MultiBlockMasks:
-        """This process's share of the global batch's masks."""
-        generator = torch.Generator().manual_seed(self.mask_seed)
-        everyone = multiblock_masks(samples * world_size(), rows, columns, generator)
-        mine = slice(rank() * samples, (rank() + 1) * samples)
-        return MultiBlockMasks(everyone.context[mine].to(device), everyone.targets[mine].to(device))
+    def draw_masks(
+        self, count: int, rows: int, columns: int, generator: torch.Generator
+    ) -> MultiBlockMasks:
+        return multiblock_masks(count, rows, columns, generator)
 
     @torch.no_grad()
     def targets(self, images: torch.Tensor) -> torch.Tensor:
@@ -147,11 +183,6 @@ class MaskedLatent(SSLMethod):
         tokens = self.target_backbone.forward_features(images)
         patches = tokens[:, self.target_backbone.num_prefix_tokens :].float()
         return F.layer_norm(patches, patches.shape[-1:])
-
-    def context(self, images: torch.Tensor, masks: MultiBlockMasks) -> torch.Tensor:
-        """The context encoder's tokens of the context patches: (N, K, dim)."""
-        tokens = visible_tokens(self.backbone, images, masks.context)
-        return tokens[:, self.backbone.num_prefix_tokens :]
 
     def energy(
         self, context: torch.Tensor, masks: MultiBlockMasks, targets: torch.Tensor, z: torch.Tensor
@@ -184,10 +215,7 @@ class MaskedLatent(SSLMethod):
     def held_out(self, images: torch.Tensor) -> dict[str, float]:
         """E(z = 0), F and the z-gap E(z = 0) - F on images the run does not train on, with
         masks from ``HELD_OUT_SEED`` (the same at every evaluation), in eval mode."""
-        rows, columns = patch_grid(self.backbone, *images.shape[-2:])
-        generator = torch.Generator().manual_seed(HELD_OUT_SEED)
-        masks = multiblock_masks(len(images), rows, columns, generator)
-        inferred = self.free_energies(images, masks)
+        inferred = self.free_energies(images, self.held_out_masks(images))
         return {
             "held_out_energy_at_zero": float(inferred.energy_at_zero.mean()),
             "held_out_free_energy": float(inferred.free_energy.mean()),

@@ -40,7 +40,7 @@ SPACES = ("projector", "backbone", "patch")
 class token), or a ViT's patch tokens averaged."""
 
 
-class _PatchMean(nn.Module):
+class PatchMean(nn.Module):
     """A ViT's patch tokens (after its last norm, without the class token) averaged: timm's
     ``global_pool="avg"``, the half of DINOv2's linear-probe input beside the class token."""
 
@@ -90,7 +90,7 @@ class TrainedModel:
                     f"{self.description} has no patch tokens",
                     "--space patch reads a ViT's (vit-tiny, vit-small, vit-base)",
                 )
-            return _PatchMean(self.backbone).eval()
+            return PatchMean(self.backbone).eval()
         if self.projector is None:
             raise usage_error(
                 f"{self.description} has no projection head",

@@ -33,6 +33,10 @@ def _fraction(value: Any) -> str | None:
     return None if 0 <= value <= 1 else "must be between 0 and 1"
 
 
+def _share(value: Any) -> str | None:
+    return None if 0 < value < 1 else "must be above 0 and below 1"
+
+
 def _regulariser(value: Any) -> str | None:
     return None if value in ("l2", "l1") else "must be l2 or l1"
 
@@ -59,7 +63,7 @@ _METHOD_OPTIONS = {
     "prototypes": ("--prototypes", _positive),
     "teacher_temp": ("--teacher-temp", _positive),
     "sigreg_weight": ("--sigreg-weight", _fraction),
-    "mask_ratio": ("--mask-ratio", _fraction),
+    "mask_ratio": ("--mask-ratio", _share),
     "teacher": ("--teacher", _named),
     "teacher_momentum": ("--teacher-momentum", _fraction),
     "context_frames": ("--context-frames", _positive),
@@ -71,8 +75,9 @@ PAIRS = ("views", "future")
 """``--pairs``: two augmented views of an image, or a video's past clip and future frame."""
 DEFAULT_CONTEXT_FRAMES = 2
 """Video pairs' context frames by default: one frame shows no motion, two its direction."""
-LATENT_METHODS = ("latent", "masked-latent")
-"""The methods ``train-latent`` trains (its ``--objective views`` and ``masked``)."""
+LATENT_METHODS = ("latent", "masked-latent", "mae")
+"""The methods ``train-latent`` trains (its ``--objective views``, ``masked``, and ``masked
+--predict pixels``)."""
 RESUME_KEYS = (
     "method",
     "backbone",

@@ -71,8 +71,8 @@ def test_a_box_hides_the_patches_whose_centres_it_holds() -> None:
 
 
 def test_the_spread_is_the_mean_squared_distance_of_two_different_items() -> None:
-    from sslcli.inference.hidden_regions import _mean_pair_distance
+    from sslcli.inference.hidden_regions import mean_pair_distance
 
     items = torch.randn(5, 3, 4)
     direct = [(items[i] - items[j]).pow(2).mean() for i in range(5) for j in range(5) if i != j]
-    assert _mean_pair_distance(items) == pytest.approx(float(torch.stack(direct).mean()))
+    assert mean_pair_distance(items) == pytest.approx(float(torch.stack(direct).mean()))

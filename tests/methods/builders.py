@@ -1,5 +1,5 @@
-"""Each method at a size the CPU tests afford: a tiny CNN (a ViT for iBOT and masked latent
-prediction, which mask patches), small heads, and a teacher for distillation."""
+"""Each method at a size the CPU tests afford: a tiny CNN (a ViT for iBOT, masked latent
+prediction and MAE, which mask patches), small heads, and a teacher for distillation."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def small_method(name: str, **options: Any) -> SSLMethod:
         vit = build_backbone("vit-tiny", BackboneOptions(image_size=16, patch_size=4))
         if name == "masked-latent":  # no heads: a predictor of its own
             return cls(vit, latent_dim=4, **options)
+        if name == "mae":  # a decoder of its own
+            return cls(vit, **options)
         return cls(vit, **({"hidden_dim": 64, "projection_dim": 32, "prototypes": 64} | options))
     heads = {"hidden_dim": 64, "projection_dim": 32} | options
     if name == "dino":

@@ -9,7 +9,8 @@ the first epoch and its weight-decay cosine (a centre averaged over one process'
 SIGReg's sums left local or all-reduced without their gradient, as lightly's issue 1920 had
 it, each fail here); iBOT on DINO with the masks of the global batch dealt to the processes
 and its patch centre; distillation from a teacher trained here; masked latent prediction with
-I-JEPA's masks of the global batch dealt to the processes; a video run's past clips and
+I-JEPA's masks of the global batch dealt to the processes; MAE with its random masks
+of the global batch dealt alike; a video run's past clips and
 future frames (6 sample videos) dealt as images are. The 1-process runs are the
 real command line. The 2-process runs
 take the request that command line built, resolved for 2 processes as ``--cpu-procs 2``
@@ -102,6 +103,11 @@ RUNS = {
     "masked-latent": (
         "train-latent", "--objective", "masked", "--backbone", "vit-tiny", "--patch-size", "4",
         "--optimizer", "adamw", "--latent-dim", "4",
+    ),
+    # MAE: its random masks of the global batch dealt to the processes, the pixel targets
+    "mae": (
+        "train-latent", "--objective", "masked", "--predict", "pixels", "--backbone",
+        "vit-tiny", "--patch-size", "4", "--optimizer", "adamw",
     ),
     # a video's past clip (2 frames) and the frame 0.5 s later, at 2 fps: 6 sample videos x 6
     # pairs, the temporal mix of the clip's frames, z inferred per pair

@@ -1,5 +1,6 @@
 """train-latent --objective masked end to end on real digits: what it logs, exact resume,
-its encoder used by embed, and the settings it refuses."""
+its encoder used by embed, and the settings it refuses; the same for its pixel baseline
+(``--predict pixels``, MAE)."""
 
 import json
 from pathlib import Path
@@ -94,6 +95,40 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     assert "needs a run of train-latent --objective masked" in other.stderr
 
 
+def test_a_pixel_run_logs_its_held_out_error_resumes_exactly_and_has_no_energy(
+    digits: Path, tmp_path: Path
+) -> None:
+    options = _options(tmp_path, "mae", "--checkpoint-every", "1", "--json")
+    at = options.index("--latent-dim")
+    del options[at : at + 2]  # MAE has no z
+    command = ["train-latent", str(digits), *options, "--predict", "pixels", "--mask-ratio", "0.5"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["step"] == 4 and report["loss"] > 0
+    config = json.loads((tmp_path / "mae" / "config.json").read_text())
+    assert config["method"] == "mae" and config["method_options"] == {"mask_ratio": 0.5}
+    assert config["optimizer"] == "adamw" and config["weight_decay"] == 0.05
+    records = [json.loads(line) for line in (tmp_path / "mae" / "metrics.jsonl").open()]
+    (held_out,) = [r for r in records if "held_out_pixel_error" in r]
+    assert held_out["step"] == 4 and held_out["held_out_pixel_error"] > 0
+    final = load_checkpoint(resolve_resume(tmp_path / "mae")).weights
+    rewound_copy(tmp_path / "mae", tmp_path / "again", last_kept=3, removed=4)
+    resumed = runner.invoke(app, ["train-latent", "--resume", str(tmp_path / "again")])
+    assert resumed.exit_code == 0, resumed.output
+    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
+    for name, tensor in final.items():
+        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+    image = next(digits.rglob("*.png"))
+    grid = ["energy", str(image), "-m", str(tmp_path / "mae"), "--mask-grid", "2", "--gpus", "0"]
+    refused = runner.invoke(app, grid)
+    assert refused.exit_code == 2 and "(--predict latent)" in refused.stderr
+    assert "mae" in refused.stderr
+
+
+PIXELS = ("--objective", "masked", "--predict", "pixels", "--backbone", "vit-tiny")
+
+
 @pytest.mark.parametrize(
     ("command", "extra", "message"),
     [
@@ -105,6 +140,15 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
             "--target does not apply to masked-latent",
         ),
         ("train-siamese", ["--method", "masked-latent"], "--objective masked"),
+        ("train-siamese", ["--method", "mae"], "--objective masked --predict pixels"),
+        ("train-latent", ["--predict", "pixels"], "give --objective masked --predict pixels"),
+        ("train-latent", ["--objective", "masked", "--predict", "pixel"], "unknown --predict"),
+        ("train-latent", [*PIXELS, "--latent-dim", "4"], "--latent-dim does not apply to mae"),
+        (
+            "train-latent",
+            [*PIXELS, "--mask-ratio", "1"],
+            "--mask-ratio must be above 0 and below 1",
+        ),
     ],
 )
 def test_settings_the_masked_objective_cannot_take_are_refused(

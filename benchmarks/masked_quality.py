@@ -1,0 +1,189 @@
+"""Masked prediction on OpenCV's digits: pixels (MAE) against latent prediction without z and
+with z, at the same wall-clock budget, over several seeds (issue 22's quality table).
+
+Data: the split of ``siamese_quality.py`` (4000 train / 1000 test digits, 32 px; its setup
+step downloads Debian's ``opencv-doc`` and cuts the sheet). Each variant trains
+``train-latent --objective masked`` on the train digits with a ViT-tiny of 4 px patches,
+evaluated on the test digits (``--eval-dir``):
+
+- ``pixels``: ``--predict pixels`` (MAE, 75% of the patches hidden);
+- ``z off``: ``--latent-dim 0`` (I-JEPA's objective);
+- ``z 16``: ``--latent-dim 16`` (the regularised latent, inferred per image).
+
+Per run: kNN (cosine, k=200, as ``siamese_quality.py``) of the test digits against the train
+digits on the class token (what the runs' own evaluation reads) and on the averaged patch
+tokens (``--space patch``, what I-JEPA and MAE evaluate: their objectives train the patch
+tokens, not the class token); the held-out figures the run logged at its last evaluation
+(the z-gap E(z=0) - F of the latent runs, the pixel error of MAE); and, for the latent runs,
+the diversity of the completions of a digit's lower half:
+
+- for each of the first ``--diversity-images`` test digits, its 8 nearest train digits by
+  the context encoder's tokens of the upper half (the "similar contexts");
+- the real targets: the target encoder's representations of those 8 digits' lower halves;
+  their spread is the mean squared distance between two of them;
+- the predictions: from the test digit's upper half, with z inferred against each of the 8
+  real targets (F's z*, as at training); their spread likewise. Without z there is one
+  prediction (spread 0). ``explained`` is the share of the real targets' variance around
+  the z = 0 prediction that z* removes: 1 - E(z*) / E(z = 0), averaged.
+
+Run: PYTHONPATH=. python benchmarks/masked_quality.py --work /tmp/digits-bench --seeds 0 1 2
+     --budget 4m [-- extra train-latent options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.siamese_quality import SIZE, Digits
+from sslcli.eval.features import pixels_to_batch
+from sslcli.inference.hidden_regions import box_patches, mean_pair_distance
+from sslcli.methods.latent import squared_error
+from sslcli.methods.masked_latent import gather_rows, region_masks
+from sslcli.models.backbones import BackboneOptions, build_backbone
+from sslcli.models.tokens import patch_grid
+from sslcli.runs.loading import PatchMean, load_model
+
+VARIANTS = {
+    "pixels": ["--predict", "pixels"],
+    "z off": ["--latent-dim", "0"],
+    "z 16": ["--latent-dim", "16"],
+}
+LOWER_HALF = (0.0, 0.5, 1.0, 1.0)
+NEIGHBOURS = 8
+
+
+def train(
+    digits: Digits, work: Path, variant: str, seed: int, budget: str, extra: list[str]
+) -> Path:
+    run = work / "masked" / f"{variant.replace(' ', '-')}-seed{seed}"
+    if (run / "result.json").exists():
+        return run
+    command = [
+        sys.executable, "-m", "sslcli", "train-latent", str(digits.train_dir),
+        "--objective", "masked", "--backbone", "vit-tiny", "--patch-size", "4",
+        "--size", str(SIZE), "--batch-size", "64", "--epochs", "1000", "--time-budget", budget,
+        "--eval-dir", str(digits.train_dir.parent / "test"), "--seed", str(seed), "--gpus", "0",
+        "--cache-dir", str(work / "cache"), "--out", str(run), "--json",
+        *VARIANTS[variant], *extra,
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return run
+
+
+def held_out(run: Path) -> dict[str, float]:
+    """The held-out figures of the run's last evaluation."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    last = [r for r in records if any(key.startswith("held_out_") for key in r)][-1]
+    return {key: value for key, value in last.items() if key.startswith("held_out_")}
+
+
+def diversity(run: Path, digits: Digits, images: int) -> dict[str, float]:
+    """Spread of the z* completions of a test digit's lower half against the spread of the
+    real lower halves of its nearest train digits (by their upper halves' context tokens)."""
+    trained = load_model(str(run))
+    model = trained.masked.eval()
+
+    def batch(pixels: np.ndarray) -> torch.Tensor:
+        return pixels_to_batch(pixels, torch.device("cpu"), trained.mean, trained.std)
+
+    rows, columns = patch_grid(model.backbone, SIZE, SIZE)
+    hidden = box_patches(LOWER_HALF, rows, columns)
+    with torch.no_grad():
+        train_pixels = batch(digits.train_pixels)
+        train_masks = region_masks(hidden, rows * columns, len(train_pixels))
+        train_context = model.context(train_pixels, train_masks).mean(dim=1)
+        train_context = torch.nn.functional.normalize(train_context, dim=1)
+        index = hidden[None].expand(len(train_pixels), -1)
+        train_regions = gather_rows(model.targets(train_pixels), index)  # (N, P, D)
+        test_pixels = batch(digits.test_pixels[:images])
+        test_masks = region_masks(hidden, rows * columns, len(test_pixels))
+        test_tokens = model.context(test_pixels, test_masks)
+        query = torch.nn.functional.normalize(test_tokens.mean(dim=1), dim=1)
+        nearest = (query @ train_context.T).topk(NEIGHBOURS, dim=1).indices
+    many = region_masks(hidden, rows * columns, NEIGHBOURS)
+    real_spreads, predicted_spreads, explained = [], [], []
+    for tokens, chosen in zip(test_tokens, nearest, strict=True):
+        regions = train_regions[chosen]
+        context = tokens[None].expand(NEIGHBOURS, -1, -1)
+        inferred = model.search.minimise(
+            lambda z, c=context, r=regions: squared_error(model.predictor(c, many, z), r[:, None]),
+            NEIGHBOURS,
+            torch.device("cpu"),
+        )
+        with torch.no_grad():
+            predicted = model.predictor(context, many, inferred.z)[:, 0]
+            at_best = squared_error(predicted, regions)
+        real_spreads.append(mean_pair_distance(regions))
+        predicted_spreads.append(mean_pair_distance(predicted))
+        explained.append(float((1 - at_best / inferred.energy_at_zero).mean()))
+    real, predicted = float(np.mean(real_spreads)), float(np.mean(predicted_spreads))
+    return {
+        "real_spread": real,
+        "predicted_spread": predicted,
+        "spread_ratio": predicted / real,
+        "explained": float(np.mean(explained)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sslcli-digits-bench"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", default="4m", help="--time-budget of each run")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--diversity-images", type=int, default=100)
+    parser.add_argument("train_options", nargs="*", help="more options for train-latent")
+    args = parser.parse_args()
+    digits = Digits.prepared_in(args.work)
+    torch.manual_seed(0)
+    untrained = build_backbone("vit-tiny", BackboneOptions(image_size=SIZE, patch_size=4))
+    raw = digits.knn(torch.nn.Flatten())
+    print(
+        f"floors: raw pixels kNN {raw:.3f}; untrained ViT-tiny kNN {digits.knn(untrained):.3f} "
+        f"(class token), {digits.knn(PatchMean(untrained)):.3f} (patch mean)"
+    )
+    rows = []
+    for variant in args.variants:
+        for seed in args.seeds:
+            run = train(digits, args.work, variant, seed, args.budget, args.train_options)
+            result = json.loads((run / "result.json").read_text())
+            trained = load_model(str(run))
+            row = {
+                "variant": variant,
+                "seed": seed,
+                "steps": result["step"],
+                "knn_class_token": digits.knn(trained.encoder("backbone")),
+                "knn_patch_mean": digits.knn(trained.encoder("patch")),
+                **held_out(run),
+            }
+            if trained.masked is not None:
+                row |= diversity(run, digits, args.diversity_images)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("\nvariant  seeds  steps  kNN class token  kNN patch mean  held-out z-gap  spread ratio")
+    for variant in args.variants:
+        mine = [r for r in rows if r["variant"] == variant]
+
+        def summary(key: str, rows: list[dict] = mine) -> str:
+            values = [r[key] for r in rows if key in r]
+            if not values:
+                return "-"
+            return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+        print(
+            f"{variant:<8} {len(mine):>5}  {summary('steps')}  {summary('knn_class_token')}  "
+            f"{summary('knn_patch_mean')}  {summary('held_out_z_gap')}  {summary('spread_ratio')}"
+        )
+
+
+if __name__ == "__main__":
+    main()
