@@ -73,6 +73,7 @@ def test_models_lists_the_registries_as_json() -> None:
         "distill",
         "latent",
         "masked-latent",
+        "mae",
     ]
     presets = {entry["name"] for entry in listing["augmentation_presets"]}
     assert presets == {"simclr", "byol", "vicreg", "moco-v2", "dino", "minimal", "digits"}
