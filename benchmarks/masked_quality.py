@@ -43,6 +43,7 @@ import torch
 
 from benchmarks.siamese_quality import SIZE, Digits
 from sslcli.eval.features import pixels_to_batch
+from sslcli.eval.knn import knn_accuracy
 from sslcli.inference.hidden_regions import box_patches, mean_pair_distance
 from sslcli.methods.latent import squared_error
 from sslcli.methods.masked_latent import gather_rows, region_masks
@@ -146,7 +147,13 @@ def main() -> None:
     digits = Digits.prepared_in(args.work)
     torch.manual_seed(0)
     untrained = build_backbone("vit-tiny", BackboneOptions(image_size=SIZE, patch_size=4))
-    raw = digits.knn(torch.nn.Flatten())
+
+    def flat(pixels: np.ndarray) -> torch.Tensor:  # the raw pixels, as siamese_quality.py's
+        return torch.from_numpy(pixels).float().flatten(1)
+
+    raw = knn_accuracy(
+        flat(digits.train_pixels), digits.train_labels, flat(digits.test_pixels), digits.test_labels
+    )
     print(
         f"floors: raw pixels kNN {raw:.3f}; untrained ViT-tiny kNN {digits.knn(untrained):.3f} "
         f"(class token), {digits.knn(PatchMean(untrained)):.3f} (patch mean)"
