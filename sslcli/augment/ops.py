@@ -135,27 +135,56 @@ def resized_crops_uint8(
     """Each uint8 image's box (top, left, height, width) resized to ``size`` x ``size``
     (bilinear, antialiased: torchvision's ``resized_crop`` on tensors), mirrored where
     ``flips``; (N, 3, size, size) uint8. Each image may have its own height and width, and
-    only the crops are resampled: no padded batch, no float copy of the whole images."""
-    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8, device=images[0].device)
+    only the crops are resampled: no padded batch, no float copy of the whole images. CPU
+    tensors: PyTorch's uint8 kernel exists there alone (``matrix_resized_crops_uint8`` is
+    the way elsewhere)."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
     for row, (image, (top, left, height, width), flip) in enumerate(
         zip(images, boxes.tolist(), flips.tolist(), strict=True)
     ):
         crop = image[:, top : top + height, left : left + width].unsqueeze(0)
-        resized = resized_uint8(crop, size)[0]
+        resized = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)[0]
         out[row] = resized.flip(-1) if flip else resized
     return out
 
 
-def resized_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, 3, H, W) uint8 resized to ``size`` x ``size``, bilinear and antialiased. PyTorch's
-    uint8 kernel exists on the CPU alone; elsewhere (CUDA) the resize runs in float and is
-    rounded back (within 1 of the CPU's values)."""
-    if images.device.type == "cpu":
-        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-    return float_resized_uint8(images, size)
+def resize_weights(
+    starts: torch.Tensor, lengths: torch.Tensor, size: int, extent: int
+) -> torch.Tensor:
+    """(N, size, extent) float32: the weights by which PyTorch's antialiased bilinear resize
+    (``F.interpolate(..., mode="bilinear", antialias=True)``, after PIL's ``ImagingResample``:
+    a triangle filter widened by the scale when shrinking, each output's weights normalised)
+    maps the span [start, start + length) of an axis of ``extent`` pixels to ``size`` pixels,
+    one span per row of ``starts`` and ``lengths``."""
+    device = starts.device
+    lengths = lengths.to(torch.float32)
+    scale = (lengths / size)[:, None, None]  # input pixels per output pixel
+    support = scale.clamp_min(1.0)
+    centre = scale * (torch.arange(size, device=device, dtype=torch.float32) + 0.5)[:, None]
+    offsets = (
+        torch.arange(extent, device=device, dtype=torch.float32)
+        - starts.to(torch.float32)[:, None, None]
+    )  # each input pixel's index from the span's start: (N, 1, extent)
+    first = (centre - support + 0.5).floor().clamp_min(0)
+    last = (centre + support + 0.5).floor().minimum(lengths[:, None, None])
+    weights = (1 - ((offsets - centre + 0.5) / support).abs()).clamp_min(0)
+    weights = weights * ((offsets >= first) & (offsets < last))
+    return weights / weights.sum(dim=-1, keepdim=True)
 
 
-def float_resized_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """``resized_uint8`` through a float resize, on any device."""
-    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+def matrix_resized_crops_uint8(
+    images: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``resized_crops_uint8`` of one float batch (N, 3, H, W) holding the images (values
+    0-255, e.g. ``views.padded_batch``), as two batched matrix products per call instead of
+    one resize per crop: where each kernel launch costs more than its work (CUDA, thousands
+    of small crops a step). Rounded to uint8, within 1 of the CPU's uint8 kernel, which
+    rounds between its two passes."""
+    boxes = boxes.to(images.device)
+    height, width = images.shape[-2:]
+    rows = resize_weights(boxes[:, 0], boxes[:, 2], size, height)  # (N, size, H)
+    columns = resize_weights(boxes[:, 1], boxes[:, 3], size, width)  # (N, size, W)
+    flipped = flips.to(images.device)[:, None, None]
+    columns = torch.where(flipped, columns.flip(1), columns)
+    resized = rows[:, None] @ images @ columns[:, None].transpose(-1, -2)
     return resized.round_().clamp_(0, 255).to(torch.uint8)

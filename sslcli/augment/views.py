@@ -250,22 +250,27 @@ def cut_views(
 ) -> list[torch.Tensor]:
     """Views of uint8 images (3, H, W) that may each have their own size, as float batches in
     [0, 1]: each crop is cut from its whole image and resized with antialiasing (torchvision's
-    RandomResizedCrop on tensors), then the colour ops run on the batch of crops. Only the
-    crops become float. Views that rotate take the padded-batch path (one resampling step for
-    crop, rotation and flip; no antialiasing)."""
+    RandomResizedCrop on tensors), then the colour ops run on the batch of crops. On the CPU
+    only the crops become float; elsewhere the images form one float batch that every view
+    is resized from at once (``ops.matrix_resized_crops_uint8``). Views that rotate take the
+    padded-batch path (one resampling step for crop, rotation and flip; no antialiasing)."""
     if any(recipe.rotation for _, recipe in views):
         return apply_views(padded_batch(images).float().div_(255), views)
     results: list[torch.Tensor] = [torch.empty(0)] * len(views)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for number, (_, recipe) in enumerate(views):
         groups[(recipe.size, recipe.blur_kernel_size)].append(number)
+    # off the CPU one resize per crop costs more in kernel launches than in work: the crops
+    # come from one padded float batch by matrix products there
+    padded = None if images[0].device.type == "cpu" else padded_batch(images).float()
+
+    def resized(params: ViewParams, size: int) -> torch.Tensor:
+        if padded is None:
+            return ops.resized_crops_uint8(list(images), params.boxes, params.flips, size)
+        return ops.matrix_resized_crops_uint8(padded, params.boxes, params.flips, size)
+
     for (size, kernel), members in groups.items():
-        crops = torch.cat(
-            [
-                ops.resized_crops_uint8(list(images), views[k][0].boxes, views[k][0].flips, size)
-                for k in members
-            ]
-        )
+        crops = torch.cat([resized(views[k][0], size) for k in members])
         crops = crops.float().div_(255)
         _colour(crops, ViewParams.concatenate([views[k][0] for k in members]), kernel)
         for number, part in zip(members, crops.split(len(images)), strict=True):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
@@ -103,12 +104,28 @@ def test_a_zero_angle_is_the_unrotated_crop(batch: torch.Tensor) -> None:
     assert not torch.allclose(quarter, plain[2:3], atol=0.05)
 
 
-def test_the_float_resize_of_uint8_images_off_the_cpu_is_within_1_of_the_cpu_kernel() -> None:
-    from sslcli.augment.ops import float_resized_uint8, resized_uint8
-
+def test_the_matrix_resize_of_crops_is_pytorchs_antialiased_resize() -> None:
+    """Off the CPU the crops are resized by matrix products (one per axis, all crops at once):
+    the weights are PyTorch's antialiased bilinear ones, shrinking and enlarging, with
+    flips, and the uint8 result is within 1 of the CPU's uint8 kernel (which rounds between
+    its two passes)."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (2, 3, 75, 50), dtype=torch.uint8, generator=generator)
-    for size in (24, 96):  # down and up
-        exact, through_float = resized_uint8(images, size), float_resized_uint8(images, size)
-        assert through_float.dtype == torch.uint8 and through_float.shape == (2, 3, size, size)
-        assert (exact.int() - through_float.int()).abs().max() <= 1
+    images = torch.randint(0, 256, (5, 3, 61, 83), dtype=torch.uint8, generator=generator)
+    boxes = torch.tensor(
+        [[0, 0, 61, 83], [3, 5, 20, 30], [10, 2, 7, 9], [40, 50, 21, 33], [1, 1, 60, 10]]
+    )
+    flips = torch.tensor([False, True, False, True, False])
+    for size in (16, 40, 96):  # every box shrunk, some of each, every box enlarged
+        rows = ops.resize_weights(boxes[:, 0], boxes[:, 2], size, 61)
+        columns = ops.resize_weights(boxes[:, 1], boxes[:, 3], size, 83)
+        columns = torch.where(flips[:, None, None], columns.flip(1), columns)
+        by_matrix = rows[:, None] @ images.float() @ columns[:, None].transpose(-1, -2)
+        for crop, (top, left, height, width) in enumerate(boxes.tolist()):
+            part = images[crop : crop + 1, :, top : top + height, left : left + width].float()
+            direct = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True)[0]
+            direct = direct.flip(-1) if flips[crop] else direct
+            torch.testing.assert_close(by_matrix[crop], direct, rtol=0, atol=1e-3)
+        exact = ops.resized_crops_uint8(list(images), boxes, flips, size)
+        matrix = ops.matrix_resized_crops_uint8(images.float(), boxes, flips, size)
+        assert matrix.dtype == torch.uint8 and matrix.shape == (5, 3, size, size)
+        assert (exact.int() - matrix.int()).abs().max() <= 1
