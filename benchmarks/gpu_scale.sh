@@ -60,7 +60,7 @@ echo "== DINO, ViT-small/16, 224 px, 2 x 224 + 6 x 96 views, bf16, batch 128"
 speed --method dino --backbone vit-small --size 224 --batch-size 128 --steps 15
 
 echo "== masked latent prediction, ViT-small/16, 224 px, bf16, batch 128: the z steps' share"
-speed --method masked-latent --backbone vit-small --size 224 --batch-size 128 --steps 15
+LIMIT=300 speed --method masked-latent --backbone vit-small --size 224 --batch-size 128 --steps 15 --repeats 2
 
 echo "== --batch-size auto (one epoch of $PHOTOS each)"
 for args in "--backbone resnet50" "--method dino --backbone vit-small"; do
