@@ -67,9 +67,15 @@ def discover_images(inputs: Sequence[Path]) -> Discovery:
         files = sorted(_visible_files(path), key=lambda p: p.parts)  # as Path sorts, faster
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         if not images:
+            from sslcli.data.video import is_video  # the video module reads images too
+
+            videos = sum(is_video(p) for p in files)
             raise usage_error(
-                f"no images in {path}",
-                f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} in it and its sub-folders",
+                f"no images in {path}" + (f"; it holds {videos} video(s)" if videos else ""),
+                f"train-latent {path} --pairs future learns from videos (their frames are not "
+                "read as images)"
+                if videos
+                else f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} in it and its sub-folders",
             )
         found.images.extend(images)
         found.ignored.extend(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)

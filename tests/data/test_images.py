@@ -259,3 +259,18 @@ def test_discovery_errors(tmp_path: Path) -> None:
         discover_images([tmp_path / "empty"])
     with pytest.raises(SSLError, match="no input given"):
         discover_images([])
+
+
+def test_a_folder_of_videos_alone_is_named_as_such_with_the_command_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    videos = tmp_path / "clips"
+    videos.mkdir()
+    for clip in sorted((SAMPLE_DATA / "videos" / "bounce").iterdir())[:2]:
+        (videos / clip.name).write_bytes(clip.read_bytes())
+    with pytest.raises(SSLError) as raised:
+        discover_images([videos])
+    assert raised.value.message == f"no images in {videos}; it holds 2 video(s)"
+    assert f"train-latent {videos} --pairs future" in raised.value.hint
