@@ -44,6 +44,12 @@ class Clock:
     def epochs(self) -> int:
         return self.total_steps // self.steps_per_epoch
 
+    @property
+    def progress(self) -> float:
+        """The share of training done before this step: k / K, the argument of BYOL's and
+        DINO's cosine momentum schedules (0 at the first step)."""
+        return self.step / self.total_steps
+
 
 class Trainable(Protocol):
     """An ``nn.Module`` whose forward takes this rank's views and returns the step's loss."""
@@ -57,8 +63,8 @@ class Trainable(Protocol):
         """Called after the backward pass (gradients averaged over processes and unscaled),
         before the optimiser step: to clip or drop gradients."""
 
-    def after_step(self, progress: float) -> None:
-        """Called after each optimiser step with the share of training done (EMA targets)."""
+    def after_step(self, clock: Clock) -> None:
+        """Called after each optimiser step, with the step's clock (EMA targets)."""
 
 
 @dataclass(frozen=True)

@@ -495,7 +495,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.module.after_step((self.step + 1) / self.schedule.total_steps)
+        self.module.after_step(self.schedule.clock(self.step))
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.runtime.is_main:

@@ -89,8 +89,8 @@ class SSLMethod(nn.Module):
     def prepare_gradients(self, clock: Clock) -> None:
         """Called after the backward pass, before the optimiser step."""
 
-    def after_step(self, progress: float) -> None:
-        """Called after each optimiser step with the share of training done (EMA targets)."""
+    def after_step(self, clock: Clock) -> None:
+        """Called after each optimiser step, with the step's clock (EMA targets)."""
 
 
 class ProjectedPairMethod(SSLMethod):

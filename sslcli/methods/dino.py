@@ -161,9 +161,9 @@ class DINO(SSLMethod):
             for parameter in self.head.last_layer.parameters():
                 parameter.grad = None
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, clock: Clock) -> None:
         if self._batch_center is not None:
             self.center.mul_(CENTER_MOMENTUM).add_(self._batch_center, alpha=1 - CENTER_MOMENTUM)
             self._batch_center = None
         pairs = [(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)]
-        follow_online(pairs, self.teacher_momentum, progress)
+        follow_online(pairs, self.teacher_momentum, clock.progress)  # momentum_schedule[it]

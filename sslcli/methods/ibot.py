@@ -122,10 +122,10 @@ class IBOT(DINO):
         }
         return StepOutput(images + patches, features[0].detach(), metrics)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, clock: Clock) -> None:
         if self._batch_patch_center is not None:
             self.patch_center.mul_(CENTER_MOMENTUM).add_(
                 self._batch_patch_center, alpha=1 - CENTER_MOMENTUM
             )
             self._batch_patch_center = None
-        super().after_step(progress)
+        super().after_step(clock)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather
-from sslcli.engine.contract import StepOutput
+from sslcli.engine.contract import Clock, StepOutput
 from sslcli.methods.base import SSLMethod, TrainingDefaults, per_view
 from sslcli.methods.momentum import follow_online, frozen_copy
 from sslcli.methods.vicreg import covariance_term, variance_term
@@ -305,7 +305,7 @@ class LatentPredictive(SSLMethod):
         }
         return StepOutput(loss, features.detach(), metrics)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, clock: Clock) -> None:
         if self.target_kind == "ema":
             pairs = [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]
-            follow_online(pairs, self.base_momentum, progress)
+            follow_online(pairs, self.base_momentum, clock.progress)

@@ -243,5 +243,5 @@ class MaskedLatent(MaskedPrediction):
         self.train(was_training)
         return inferred
 
-    def after_step(self, progress: float) -> None:
-        follow_online([(self.target_backbone, self.backbone)], self.base_momentum, progress)
+    def after_step(self, clock: Clock) -> None:
+        follow_online([(self.target_backbone, self.backbone)], self.base_momentum, clock.progress)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcli.engine.collectives import gather, rank
+from sslcli.engine.contract import Clock
 from sslcli.methods.base import TrainingDefaults
 from sslcli.methods.momentum import MomentumTargetMethod
 from sslcli.models.heads import mlp
@@ -55,3 +56,10 @@ class MoCo(MomentumTargetMethod):
 
     def view_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return moco_loss(prediction, target, self.temperature)
+
+    def momentum_progress(self, clock: Clock) -> float:
+        """(k + 1) / K after step k: moco-v3's ``main_moco.py`` computes the momentum of step
+        k + 1 (``adjust_moco_momentum(epoch + i / iters_per_epoch)``) and its ``builder.py``
+        updates the momentum encoder with it at the start of that step's forward pass, so
+        the online weights of step k are followed at step k + 1's momentum."""
+        return (clock.step + 1) / clock.total_steps

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from sslcli.engine.contract import StepOutput
+from sslcli.engine.contract import Clock, StepOutput
 from sslcli.methods.base import SSLMethod, per_view
 
 
@@ -77,6 +77,12 @@ class MomentumTargetMethod(SSLMethod):
             loss = self.view_loss(p1.float(), t2.float()) + self.view_loss(p2.float(), t1.float())
         return StepOutput(loss, features[0].detach())
 
-    def after_step(self, progress: float) -> None:
+    def momentum_progress(self, clock: Clock) -> float:
+        """Where the momentum schedule stands for the update after this step: BYOL's k / K
+        after step k (``byol_experiment.py`` updates the target with ``global_step``'s
+        momentum after the online step)."""
+        return clock.progress
+
+    def after_step(self, clock: Clock) -> None:
         pairs = [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]
-        follow_online(pairs, self.base_momentum, progress)
+        follow_online(pairs, self.base_momentum, self.momentum_progress(clock))

@@ -76,7 +76,7 @@ class Noisy(nn.Module):
     def prepare_gradients(self, clock: Clock) -> None:
         pass
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, clock: Clock) -> None:
         pass
 
 

@@ -35,7 +35,7 @@ class Runaway(nn.Module):
     def prepare_gradients(self, clock: Clock) -> None:
         pass
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, clock: Clock) -> None:
         pass
 
 
@@ -136,3 +136,31 @@ def test_a_checkpoint_that_does_not_fit_the_model_or_optimiser_is_refused_clearl
 
     with pytest.raises(SSLError, match=r"the optimiser state in .* does not fit this run"):
         Trainer(runtime, Runaway(), two_groups, short, tmp_path / "c", {}, ()).resume(checkpoint)
+
+
+def test_each_step_is_followed_by_its_own_clock_whose_progress_starts_at_0(
+    tmp_path: Path,
+) -> None:
+    """The EMA schedules take k / K after step k (BYOL's and DINO's), from the clock the
+    trainer hands over after each optimiser step."""
+
+    class Steady(Runaway):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clocks: list[Clock] = []
+
+        def forward(self, views: list[torch.Tensor]) -> StepOutput:
+            return StepOutput((self.w - 1) ** 2 + 0 * views[0].sum(), views[0].detach())
+
+        def after_step(self, clock: Clock) -> None:
+            self.clocks.append(clock)
+
+    schedule = Schedule(steps_per_epoch=2, epochs=2, warmup_steps=0, base_lr=LR,
+                        global_batch=4, checkpoint_every=10)  # fmt: skip
+    model = Steady()
+    optimizer = lambda module: torch.optim.SGD(module.parameters(), lr=LR)  # noqa: E731
+    Trainer(make_runtime("cpu", "fp32", 0), model, optimizer, schedule, tmp_path, {}, ()).fit(
+        _views
+    )
+    assert [clock.step for clock in model.clocks] == [0, 1, 2, 3]
+    assert [clock.progress for clock in model.clocks] == [0.0, 0.25, 0.5, 0.75]

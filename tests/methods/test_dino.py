@@ -128,7 +128,7 @@ def test_the_centre_moves_after_the_step_by_the_mean_teacher_output() -> None:
     method.begin_step(Clock(0, 100, 10))
     method(views)
     assert torch.equal(method.center, torch.zeros(1, 16))  # not before the step is taken
-    method.after_step(0.01)
+    method.after_step(Clock(1, 100, 10))
     assert torch.allclose(method.center, 0.1 * teacher.mean(dim=0, keepdim=True), atol=1e-6)
 
 
@@ -138,7 +138,7 @@ def test_the_teacher_follows_the_student_and_sees_only_the_global_crops() -> Non
     with torch.no_grad():
         for p in method.backbone.parameters():
             p.add_(1.0)
-    method.after_step(0.0)  # momentum 0.996 at the start
+    method.after_step(Clock(0, 100, 10))  # momentum 0.996 after the first step
     for target, before in zip(method.teacher_backbone.parameters(), student_before, strict=True):
         assert torch.allclose(target, before + 0.004, atol=1e-6)
     with pytest.raises(ValueError, match="2 global views"):
@@ -153,7 +153,7 @@ def test_the_teachers_starting_momentum_is_an_option() -> None:
     with torch.no_grad():
         for p in method.backbone.parameters():
             p.add_(1.0)
-    method.after_step(0.0)
+    method.after_step(Clock(0, 100, 10))
     for target, start in zip(method.teacher_backbone.parameters(), before, strict=True):
         assert torch.allclose(target, start + 0.1, atol=1e-6)
 

@@ -162,7 +162,7 @@ def test_the_target_encoder_follows_the_context_encoder_and_gets_no_gradient() -
     before = method.target_backbone.patch_embed.proj.weight.clone()
     with torch.no_grad():
         method.backbone.patch_embed.proj.weight.add_(1.0)
-    method.after_step(0.0)
+    method.after_step(Clock(0, 10, 5))
     moved = method.target_backbone.patch_embed.proj.weight - before
     torch.testing.assert_close(moved, torch.full_like(moved, 1 - 0.996), rtol=1e-3, atol=1e-6)
 

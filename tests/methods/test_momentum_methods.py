@@ -142,20 +142,23 @@ class _AfterEachStep(Observer):
 
 
 @pytest.mark.parametrize(
-    ("make", "paper_loss", "base_momentum"),
+    ("make", "paper_loss", "base_momentum", "schedule_step"),
     [
-        pytest.param(BYOL, _byol_loss_by_the_paper, 0.996, id="byol"),
-        pytest.param(MoCo, _moco_loss_by_the_paper, 0.99, id="moco"),
+        pytest.param(BYOL, _byol_loss_by_the_paper, 0.996, 0, id="byol"),
+        pytest.param(MoCo, _moco_loss_by_the_paper, 0.99, 1, id="moco"),
     ],
 )
 def test_a_trainer_step_is_the_papers_loss_a_lars_step_and_the_scheduled_ema(
-    tmp_path: Path, make, paper_loss, base_momentum: float
+    tmp_path: Path, make, paper_loss, base_momentum: float, schedule_step: int
 ) -> None:
     """The first of 4 steps of the Trainer (LARS, no warm-up: the base lr): the loss is the
     paper's on the initial weights, the online network takes the official LARS step on its
     gradient, and the target becomes m x target + (1 - m) x the updated online network with
-    the cosine momentum after 1 of 4 steps, m = 1 - (1 - m0) (cos(pi / 4) + 1) / 2 (BYOL,
-    Sec. 3.1; moco-v3 main_moco.py ``adjust_moco_momentum``)."""
+    the cosine momentum m = 1 - (1 - m0) (cos(pi k / 4) + 1) / 2: BYOL's of step k = 0, m0
+    itself (Sec. 3.1; ``byol_experiment.py`` updates the target after the online step with
+    that step's momentum); MoCo v3's of step k = 1 (``main_moco.py`` computes the next
+    step's momentum, ``adjust_moco_momentum``, and ``builder.py`` applies it at the start of
+    that step's forward pass)."""
     torch.manual_seed(0)
     method = make(TinyCNN(width=4), hidden_dim=16, projection_dim=8)
     views = noisy_views(batch=32)
@@ -173,7 +176,7 @@ def test_a_trainer_step_is_the_papers_loss_a_lars_step_and_the_scheduled_ema(
         for name, p in start.named_parameters()
         if p.requires_grad
     }
-    momentum = 1 - (1 - base_momentum) * (math.cos(math.pi / steps) + 1) / 2
+    momentum = 1 - (1 - base_momentum) * (math.cos(math.pi * schedule_step / steps) + 1) / 2
     target = {
         name: momentum * p.detach() + (1 - momentum) * online[name.removeprefix("target_")]
         for name, p in start.named_parameters()

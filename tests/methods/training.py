@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from sslcli.engine.contract import Observer
+from sslcli.engine.contract import Clock, Observer
 from sslcli.engine.metrics_log import METRICS_FILE
 from sslcli.engine.optim import make_optimizer
 from sslcli.engine.runtime import make_runtime
@@ -34,7 +34,7 @@ def losses_over_steps(method: SSLMethod, lr: float, steps: int = 15) -> list[flo
         output.loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        method.after_step((step + 1) / steps)
+        method.after_step(Clock(step, steps, steps))
     return losses
 
 
