@@ -247,6 +247,9 @@ def train_latent(
     expander 2048-2048-256 on the backbone (--projector-hidden-dim, --projector-dim). The run
     folder is like train-siamese's; energy, embed, eval and sweep use it. On videos the
     frames are sampled at --fps, each whole frame resized to --size (not augmented).
+    --objective masked hides blocks of a ViT's patches and predicts their representations
+    instead; with --predict pixels, a masked autoencoder reconstructs their pixels (MAE, the
+    baseline, no z).
     """
     from sslcli.engine.budget import parse_duration
     from sslcli.training.config import TrainingRequest
