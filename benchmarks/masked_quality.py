@@ -68,7 +68,8 @@ NEIGHBOURS = 8
 def train(
     digits: Digits, work: Path, variant: str, seed: int, epochs: int, extra: list[str]
 ) -> Path:
-    run = work / "masked" / f"{variant.replace(' ', '-')}-seed{seed}-{epochs}ep"
+    options = "".join(f"_{option.lstrip('-')}" for option in extra)
+    run = work / "masked" / f"{variant.replace(' ', '-')}-seed{seed}-{epochs}ep{options}"
     if (run / "result.json").exists():
         return run
     command = [
@@ -140,6 +141,22 @@ def diversity(run: Path, digits: Digits, images: int) -> dict[str, float]:
     }
 
 
+def lower_half_sheet(run: Path, digits: Digits, sheet: Path, label: str) -> dict:
+    """``sslcli sweep`` of a test digit with its lower half hidden: 6 z, 4 matches each."""
+    test = digits.train_dir.parent / "test" / label
+    image = sorted(test.iterdir())[0]
+    command = [
+        sys.executable, "-m", "sslcli", "sweep", str(image), "--model", str(run),
+        "--mask", ",".join(map(str, LOWER_HALF)), "--gallery", str(digits.train_dir),
+        "--samples", "6", "--top", "4", "--grid", str(sheet), "--gpus", "0", "--json",
+    ]  # fmt: skip
+    report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    labels = [[name.split("/")[0] for name in row["matches"]] for row in report["rows"]]
+    return {"image": str(image), "labels_per_z": labels} | {
+        key: report[key] for key in ("radius", "prediction_spread", "gallery_spread")
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -149,6 +166,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="of each run")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--diversity-images", type=int, default=100)
+    parser.add_argument(
+        "--sheet",
+        type=Path,
+        help="also write the sweep sheet of the first test digit of --sheet-class with its "
+        "lower half hidden, from the first z run, against the train digits",
+    )
+    parser.add_argument("--sheet-class", default="2")
     parser.add_argument("train_options", nargs="*", help="more options for train-latent")
     args = parser.parse_args()
     digits = Digits.prepared_in(args.work)
@@ -184,6 +208,8 @@ def main() -> None:
                 row |= diversity(run, digits, args.diversity_images)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.sheet and variant == "z 16" and seed == args.seeds[0]:
+                print(json.dumps(lower_half_sheet(run, digits, args.sheet, args.sheet_class)))
     print(
         "\nvariant  seeds  wall min  kNN class token  kNN patch mean  held-out z-gap  spread ratio"
     )
@@ -194,7 +220,9 @@ def main() -> None:
             values = [r[key] for r in rows if key in r]
             if not values:
                 return "-"
-            return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+            digits = 5 if key in ("held_out_z_gap", "spread_ratio") else 3
+            low, high = min(values), max(values)
+            return f"{np.mean(values):.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
         print(
             f"{variant:<8} {len(mine):>5}  {summary('wall_min')}  {summary('knn_class_token')}  "

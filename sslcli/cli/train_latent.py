@@ -157,7 +157,10 @@ def train_latent(
     ] = None,
     z_lr: Annotated[
         float | None,
-        typer.Option(help="Step size of those steps \\[default: 10].", show_default=False),
+        typer.Option(
+            help="Step size of those steps \\[default: 10; 0.1 with --objective masked].",
+            show_default=False,
+        ),
     ] = None,
     z_reg: Annotated[
         str | None,
