@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
-from tests.conftest import copy_digits
+from tests.conftest import SAMPLE_DATA, copy_digits
 from tests.training.rewound import rewound_copy
 
 runner = CliRunner()
@@ -93,6 +93,20 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     other = runner.invoke(app, ["energy", str(image), "-m", "vit-tiny", "--mask-grid", "2"])
     assert other.exit_code == 2
     assert "needs a run of train-latent --objective masked" in other.stderr
+
+
+def test_after_two_epochs_of_the_sample_digits_z_still_lowers_the_held_out_energy(
+    tmp_path: Path,
+) -> None:
+    """74 steps on the 600 sample digits: with the views objective's z steps of 10 every step
+    overshot by then, z* stayed 0 and the held-out z-gap was exactly 0 (steps of 0.1, the
+    default here, gave 0.025)."""
+    options = _options(tmp_path, "run")
+    result = runner.invoke(app, ["train-latent", str(SAMPLE_DATA / "digits"), *options])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    (held_out,) = [r for r in records if "held_out_z_gap" in r]
+    assert held_out["step"] == 74 and held_out["held_out_z_gap"] > 1e-3, held_out
 
 
 def test_a_pixel_run_logs_its_held_out_error_resumes_exactly_and_has_no_energy(
