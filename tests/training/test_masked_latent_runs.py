@@ -27,6 +27,18 @@ def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _resumes_from_step_3_to_the_same_weights(run: Path, again: Path) -> None:
+    """A copy of the 4-step ``run`` rewound to its step-3 checkpoint, resumed: the last step
+    is trained again, to the same weights, bit for bit."""
+    final = load_checkpoint(resolve_resume(run)).weights
+    rewound_copy(run, again, last_kept=3, removed=4)
+    resumed = runner.invoke(app, ["train-latent", "--resume", str(again)])
+    assert resumed.exit_code == 0, resumed.output
+    weights = load_checkpoint(resolve_resume(again)).weights
+    for name, tensor in final.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=0, msg=name)
+
+
 @pytest.fixture
 def digits(tmp_path: Path) -> Path:
     return copy_digits(tmp_path / "digits")
@@ -49,13 +61,7 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     (held_out,) = [r for r in records if "held_out_z_gap" in r]
     assert held_out["step"] == 4 and held_out["held_out_z_gap"] >= 0
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights
-    final = load_checkpoint(resolve_resume(tmp_path / "run")).weights
-    rewound_copy(tmp_path / "run", tmp_path / "again", last_kept=3, removed=4)
-    resumed = runner.invoke(app, ["train-latent", "--resume", str(tmp_path / "again")])
-    assert resumed.exit_code == 0, resumed.output
-    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
-    for name, tensor in final.items():
-        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+    _resumes_from_step_3_to_the_same_weights(tmp_path / "run", tmp_path / "again")
     embedded = runner.invoke(
         app,
         ["embed", str(digits), "-m", str(tmp_path / "run"), "-o", str(tmp_path / "e.npy"),
@@ -126,13 +132,7 @@ def test_a_pixel_run_logs_its_held_out_error_resumes_exactly_and_has_no_energy(
     records = [json.loads(line) for line in (tmp_path / "mae" / "metrics.jsonl").open()]
     (held_out,) = [r for r in records if "held_out_pixel_error" in r]
     assert held_out["step"] == 4 and held_out["held_out_pixel_error"] > 0
-    final = load_checkpoint(resolve_resume(tmp_path / "mae")).weights
-    rewound_copy(tmp_path / "mae", tmp_path / "again", last_kept=3, removed=4)
-    resumed = runner.invoke(app, ["train-latent", "--resume", str(tmp_path / "again")])
-    assert resumed.exit_code == 0, resumed.output
-    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
-    for name, tensor in final.items():
-        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+    _resumes_from_step_3_to_the_same_weights(tmp_path / "mae", tmp_path / "again")
     image = next(digits.rglob("*.png"))
     grid = ["energy", str(image), "-m", str(tmp_path / "mae"), "--mask-grid", "2", "--gpus", "0"]
     refused = runner.invoke(app, grid)

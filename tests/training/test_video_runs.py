@@ -80,21 +80,27 @@ def test_a_video_run_records_its_pairs_and_its_model_pairs_past_and_future_alike
     assert views.size[0] == 4 + 4 * (128 + 4)
 
 
+def _held_out_aucs(work: Path, sets: int, held_out: Path, *extra: str) -> dict[str, float]:
+    """Train on ``sets`` x 12 videos (make_videos seeds 1...), batch 64, expander 256-256-64,
+    z of 16 and ``extra``; F's ROC-AUCs on the 12 ``held_out`` videos."""
+    for seed in range(1, sets + 1):
+        make_videos.make_videos(SAMPLE_DATA / "digits", work / "train" / f"s{seed}", seed)
+    options = _options(work, "run", "--batch-size", "64", "--projector-hidden-dim", "256")
+    options += ["--latent-dim", "16", *extra]
+    result = runner.invoke(app, ["train-latent", str(work / "train"), *options])
+    assert result.exit_code == 0, result.output
+    model = load_model(str(work / "run"))
+    videos, _, failures = decoded_videos(scan_videos(held_out), 10.0, 32, work / "cache")
+    assert not failures and len(videos) == 12
+    return continuation_aucs(model, videos, make_runtime("cpu", "fp32", 0))
+
+
 @pytest.mark.slow
 def test_f_ranks_the_true_future_below_another_videos_on_held_out_videos(
     tmp_path: Path, held_out: Path
 ) -> None:
     """The benchmark's setting (benchmarks/continuation_quality.py): 72 training videos."""
-    for seed in range(1, 7):
-        make_videos.make_videos(SAMPLE_DATA / "digits", tmp_path / "train" / f"s{seed}", seed)
-    options = _options(tmp_path, "run", "--epochs", "10", "--batch-size", "64")
-    options += ["--projector-hidden-dim", "256", "--latent-dim", "16"]
-    result = runner.invoke(app, ["train-latent", str(tmp_path / "train"), *options])
-    assert result.exit_code == 0, result.output
-    model = load_model(str(tmp_path / "run"))
-    videos, _, failures = decoded_videos(scan_videos(held_out), 10.0, 32, tmp_path / "cache")
-    assert not failures and len(videos) == 12
-    aucs = continuation_aucs(model, videos, make_runtime("cpu", "fp32", 0))
+    aucs = _held_out_aucs(tmp_path, 6, held_out, "--epochs", "10")
     assert aucs["other video"] >= OTHER_VIDEO_AUC, aucs
     # not asserted: with the tiny CNN a shuffled or reversed future of the same video is
     # about as likely as the true one (AUC near 0.5, benchmarks/RESULTS.md); keypoint-cnn
@@ -114,17 +120,8 @@ def test_with_keypoints_f_ranks_the_true_future_below_a_shuffled_or_reversed_one
     tmp_path: Path, held_out: Path
 ) -> None:
     """The benchmark's keypoint-cnn setting: 36 training videos, 30 epochs, LARS lr 1.0."""
-    for seed in range(1, 4):
-        make_videos.make_videos(SAMPLE_DATA / "digits", tmp_path / "train" / f"s{seed}", seed)
-    options = _options(tmp_path, "run", "--epochs", "30", "--batch-size", "64", "--lr", "1.0")
-    options += ["--backbone", "keypoint-cnn", "--projector-hidden-dim", "256", "--latent-dim"]
-    options += ["16"]
-    result = runner.invoke(app, ["train-latent", str(tmp_path / "train"), *options])
-    assert result.exit_code == 0, result.output
-    model = load_model(str(tmp_path / "run"))
-    videos, _, failures = decoded_videos(scan_videos(held_out), 10.0, 32, tmp_path / "cache")
-    assert not failures and len(videos) == 12
-    aucs = continuation_aucs(model, videos, make_runtime("cpu", "fp32", 0))
+    extra = ("--epochs", "30", "--lr", "1.0", "--backbone", "keypoint-cnn")
+    aucs = _held_out_aucs(tmp_path, 3, held_out, *extra)
     assert aucs["shuffled"] >= SHUFFLED_AUC and aucs["reversed"] >= REVERSED_AUC, aucs
 
 
