@@ -12,10 +12,15 @@ two views through the model one after the other (BYOL: momentum copies updated w
 use sslcli's tiny-cnn backbone, the same head widths, AdamW (lr 0.002 x batch/256, weight decay
 1e-4, cosine decay, no warm-up), batch 256, 32 px, crops 0.4-1, brightness/contrast jitter 0.4
 (p .8), blur p .5, no flip, no grayscale. Prints, per method, the kNN accuracy (k=200, T=0.1,
-test against train features) each reaches and its training images/s. MoCo is left out:
-sslcli's is v3 (momentum encoder and predictor, no queue), lightly ships only v2's queue.
+test against train features) each reaches and its training images/s. MoCo runs on sslcli's
+side only (``--methods moco``): sslcli's is v3 (momentum encoder and predictor, no queue),
+lightly ships only v2's queue.
 
 Run: PYTHONPATH=.:.bench/lightly python -m benchmarks.lightly_methods --epochs 10
+
+Before/after a change of sslcli, on sslcli's side only: ``git worktree add /tmp/before REV``,
+then ``--implementations sslcli --sslcli-src /tmp/before`` trains with that tree's sslcli (the
+kNN evaluation stays this tree's).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -46,7 +52,9 @@ METHODS = {
     "barlow": ["--projector-hidden-dim", str(WIDTH), "--projector-dim", str(WIDTH)],
     "byol": ["--projector-hidden-dim", str(WIDTH), "--projector-dim", "256"],
     "simsiam": ["--projector-hidden-dim", str(WIDTH), "--projector-dim", str(WIDTH)],
+    "moco": ["--projector-hidden-dim", str(WIDTH), "--projector-dim", "256"],
 }
+LIGHTLY_METHODS = ("simclr", "vicreg", "barlow", "byol", "simsiam")
 Step = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 """``step(x0, x1, progress)``: the method's loss on two view batches."""
 
@@ -143,17 +151,24 @@ def lightly_run(name: str, train_dir: Path, epochs: int, seed: int) -> tuple[nn.
 
 
 def sslcli_run(
-    name: str, train_dir: Path, work: Path, epochs: int, seed: int
+    name: str, train_dir: Path, work: Path, epochs: int, seed: int, source: Path | None
 ) -> tuple[nn.Module, float]:
-    run = work / f"sslcli-{name}-{int(time.time())}"
-    command = [sys.executable, "-m", "sslcli", "train-siamese", str(train_dir), "--gpus", "0"]
+    """Train with ``python -m sslcli``: this tree's, or the one in the folder ``source``."""
+    run = work.resolve() / f"sslcli-{name}-{int(time.time())}"
+    cache = work.resolve() / ("cache" if source is None else f"cache-{source.name}")
+    command = [sys.executable, "-m", "sslcli", "train-siamese", str(train_dir.resolve())]
+    command += ["--gpus", "0"]
     command += ["--method", name, "--backbone", "tiny-cnn", "--size", str(SIZE)]
     command += ["--batch-size", str(BATCH), "--epochs", str(epochs), "--optimizer", "adamw"]
     command += ["--lr", str(LR), "--weight-decay", str(WEIGHT_DECAY), "--warmup-epochs", "0"]
     command += ["--crop-scale", "0.4,1", "--jitter", "0.4,0.4,0,0", "--flip-prob", "0"]
     command += ["--grayscale-prob", "0", "--knn-every", "100000", "--out", str(run)]
-    command += ["--cache-dir", str(work / "cache"), "--seed", str(seed), *METHODS[name]]
-    subprocess.run(command, check=True, capture_output=True)
+    command += ["--cache-dir", str(cache), "--seed", str(seed), *METHODS[name]]
+    env, cwd = None, None
+    if source is not None:  # that tree first on the path, and not this tree's folder
+        env = {**os.environ, "PYTHONPATH": str(source.resolve())}
+        cwd = source.resolve()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=cwd)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # every logged window, the first included as lightly's figure includes its start:
     # equal windows of steps, so the harmonic mean is the images over the total step time
@@ -171,6 +186,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
     parser.add_argument("--seed", type=int, default=0, help="initialisation, order and views")
+    parser.add_argument("--implementations", default="lightly,sslcli", help="comma-separated")
+    parser.add_argument(
+        "--sslcli-src", type=Path, help="train with the sslcli of this source tree (a worktree)"
+    )
     args = parser.parse_args()
     digits = Digits.prepared_in(args.work)
     print(
@@ -179,12 +198,14 @@ def main() -> None:
     )
     print("method   implementation   kNN     img/s", flush=True)
     for name in args.methods.split(","):
-        for implementation in ("lightly", "sslcli"):
+        for implementation in args.implementations.split(","):
             if implementation == "lightly":
+                if name not in LIGHTLY_METHODS:
+                    continue
                 backbone, speed = lightly_run(name, digits.train_dir, args.epochs, args.seed)
             else:
                 backbone, speed = sslcli_run(
-                    name, digits.train_dir, args.work, args.epochs, args.seed
+                    name, digits.train_dir, args.work, args.epochs, args.seed, args.sslcli_src
                 )
             accuracy = digits.knn(backbone)
             print(f"{name:8s} {implementation:16s} {accuracy:.3f}  {speed:6.1f}", flush=True)
