@@ -121,7 +121,7 @@ def embed(
         from sslcli.data.cache import default_cache_dir
         from sslcli.data.clips import DEFAULT_FPS
 
-        rate = fps or (trained.continuation.fps if trained.continuation else DEFAULT_FPS)
+        rate = fps or trained.fps or DEFAULT_FPS
         cache = cache_dir or default_cache_dir()
         images = decode_video_inputs(inputs, rate, trained.size, cache, not as_json)
         report_skipped(images.failures)

@@ -19,6 +19,7 @@ from sslcli.cli.training import (
     DropPath,
     Epochs,
     EvalDir,
+    Fps,
     Gpus,
     Init,
     KnnEvery,
@@ -193,8 +194,9 @@ def train_latent(
     pairs: Annotated[
         str,
         typer.Option(
-            help="views: two augmented views of an image; future: DATA holds videos, x is a "
-            "clip ending at t and y the frame at t + --horizon."
+            help="views: two augmented views of an image (of a frame, when DATA holds "
+            "videos); future: DATA holds videos, x is a clip ending at t and y the frame at "
+            "t + --horizon."
         ),
     ] = "views",
     horizon: Annotated[
@@ -204,13 +206,7 @@ def train_latent(
             show_default=False,
         ),
     ] = None,
-    fps: Annotated[
-        float | None,
-        typer.Option(
-            help="--pairs future: the rate the videos' frames are sampled at \\[default: 10].",
-            show_default=False,
-        ),
-    ] = None,
+    fps: Fps = None,
     context_frames: Annotated[
         int | None,
         typer.Option(
@@ -249,7 +245,8 @@ def train_latent(
     sample by gradient steps on the energy and regularised. The embeddings come from an
     expander 2048-2048-256 on the backbone (--projector-hidden-dim, --projector-dim). The run
     folder is like train-siamese's; energy, embed, eval and sweep use it. On videos the
-    frames are sampled at --fps, each whole frame resized to --size (not augmented).
+    frames are sampled at --fps: --pairs future resizes each whole frame to --size (not
+    augmented), --pairs views cuts two views from each frame as from an image.
     --objective masked hides blocks of a ViT's patches and predicts their representations
     instead; with --predict pixels, a masked autoencoder reconstructs their pixels (MAE, the
     baseline, no z).

@@ -19,6 +19,7 @@ from sslcli.cli.training import (
     Epochs,
     EvalDir,
     FinalWeightDecay,
+    Fps,
     Gpus,
     Init,
     KnnEvery,
@@ -147,6 +148,7 @@ def train_siamese(
             show_default=False,
         ),
     ] = None,
+    fps: Fps = None,
     gpus: Gpus = None,
     cpu_procs: CpuProcs = 1,
     threads: ShardThreads = None,
@@ -168,7 +170,8 @@ def train_siamese(
     strict: Strict = False,
     as_json: AsJson = False,
 ) -> None:
-    """Train a joint-embedding (siamese) encoder on a folder of images."""
+    """Train a joint-embedding (siamese) encoder on a folder of images, or of videos (every
+    frame sampled at --fps is an image that views are cut from)."""
     from sslcli.cli.train_latent import objective_flags
     from sslcli.engine.budget import parse_duration
     from sslcli.training.config import LATENT_METHODS, TrainingRequest
@@ -201,6 +204,7 @@ def train_siamese(
         epochs=epochs,
         time_budget=None if time_budget is None else parse_duration(time_budget),
         tensorboard=tensorboard,
+        fps=fps,
         batch_size=parse_batch_size(batch_size),
         optimizer=optimizer,
         lr_per_256=lr,

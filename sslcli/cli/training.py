@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 Data = Annotated[
     Path | None,
     typer.Argument(
-        help="Folder of images (class sub-folders give a kNN accuracy), or shards written by "
-        "sslcli pack (their folder or shards.json); with --resume, the run's own unless given.",
+        help="Folder of images (class sub-folders give a kNN accuracy), of videos (their "
+        "frames at --fps), or shards written by sslcli pack (their folder or shards.json); "
+        "with --resume, the run's own unless given.",
         show_default=False,
     ),
 ]
@@ -258,6 +259,15 @@ Init = Annotated[
 ]
 
 KnnEvery = Annotated[int, typer.Option(help="Epochs between kNN evaluations (labelled data).")]
+
+Fps = Annotated[
+    float | None,
+    typer.Option(
+        help="DATA of videos: the rate their frames are sampled at, each frame an image to cut "
+        "views from (or, with --pairs future, a moment) \\[default: 10].",
+        show_default=False,
+    ),
+]
 
 EvalDir = Annotated[
     Path | None,

@@ -72,14 +72,19 @@ def discover_images(inputs: Sequence[Path]) -> Discovery:
             videos = sum(is_video(p) for p in files)
             raise usage_error(
                 f"no images in {path}" + (f"; it holds {videos} video(s)" if videos else ""),
-                f"train-latent {path} --pairs future learns from videos (their frames are not "
-                "read as images)"
+                f"train-siamese/train-latent {path} train on their frames (train-latent "
+                "--pairs future on their continuations); here give images"
                 if videos
                 else f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} in it and its sub-folders",
             )
         found.images.extend(images)
         found.ignored.extend(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
     return found
+
+
+def holds_images(root: Path) -> bool:
+    """Whether the folder ``root`` holds an image file (stops at the first)."""
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in _visible_files(root))
 
 
 def _visible_files(root: Path) -> Iterator[Path]:

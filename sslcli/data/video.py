@@ -5,7 +5,9 @@ frame, whatever its own frame rate (nearest preceding source frame: a 30 fps sou
 keeps every third frame, a 5 fps source at 10 fps shows each frame twice). Each kept frame is
 converted once, straight from the decoder's YUV to RGB at ``size`` x ``size`` by FFmpeg's
 swscale (the whole frame squashed into a square, not centre-cropped: what comes next in a
-video can enter from any edge, so no edge is cut off). Source frames that are not kept are
+video can enter from any edge, so no edge is cut off), or with ``keep_aspect`` at its own
+aspect, the shorter side bounded by ``size`` and never enlarged (as the image store keeps
+images, for views cut from frames: ``FrameImages``). Source frames that are not kept are
 decoded (the codec needs them) but never converted.
 
 Decoding uses PyAV, not torchcodec (already a dependency): torchcodec's video decoder loads
@@ -13,7 +15,7 @@ the system's FFmpeg libraries (``libtorchcodec_core`` fails to load where they a
 as on this project's machines), while PyAV's wheels bundle their own FFmpeg.
 
 ``decoded_videos`` decodes each video once: its frames are kept as one uint8 ``.npy`` per
-(resolved path, byte size, modification time, fps, size, format version) under
+(resolved path, byte size, modification time, fps, size, aspect, format version) under
 ``cache_dir / "videos-v1"``, so an edited video is decoded again and an unchanged one is
 read back memory-mapped, costing neither decode time nor memory until its frames are read.
 """
@@ -37,6 +39,7 @@ from sslcli.errors import SSLError, usage_error
 
 if TYPE_CHECKING:
     import av  # imported where videos are decoded: ``is_video`` alone needs no FFmpeg
+    import torch
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".webm", ".avi", ".mkv", ".mov")
 CACHE_FOLDER = "videos-v1"
@@ -65,13 +68,7 @@ def scan_videos(root: Path) -> list[Path]:
                 f"name a file ending in {', '.join(VIDEO_SUFFIXES)}, or a folder of them",
             )
         return [root]
-    found = [
-        path
-        for path in root.rglob("*")
-        if is_video(path)
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and path.is_file()
-    ]
+    found = list(_video_files(root))
     if not found:
         raise usage_error(
             f"no video files in {root}",
@@ -80,12 +77,26 @@ def scan_videos(root: Path) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(root).parts)
 
 
+def _video_files(root: Path) -> Iterator[Path]:
+    """The video files under the folder ``root`` (hidden ones skipped), in no set order."""
+    for path in root.rglob("*"):
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if is_video(path) and not hidden and path.is_file():
+            yield path
+
+
+def holds_videos(root: Path) -> bool:
+    """Whether the folder ``root`` holds a video file (stops at the first)."""
+    return any(True for _ in _video_files(root))
+
+
 @dataclass(frozen=True)
 class Frames:
     """One video's frames at a fixed rate."""
 
     pixels: np.ndarray
-    """(T, size, size, 3) uint8; frame k is shown at k / fps seconds from the video's start.
+    """(T, height, width, 3) uint8 (height = width = size unless decoded with
+    ``keep_aspect``); frame k is shown at k / fps seconds from the video's start.
     Memory-mapped read-only when it comes from the cache."""
     fps: float
     """The sampling rate asked for (not the video's own frame rate)."""
@@ -151,6 +162,15 @@ def _interpolation(stream: av.video.stream.VideoStream, size: int) -> str:
     return "AREA" if shrinking else "BILINEAR"
 
 
+def frame_shape(width: int, height: int, size: int, keep_aspect: bool) -> tuple[int, int]:
+    """(height, width) of the frames decoded from a ``width`` x ``height`` video: a square of
+    ``size``, or with ``keep_aspect`` its own aspect with the shorter side at most ``size``."""
+    if not keep_aspect:
+        return size, size
+    scale = min(1.0, size / min(width, height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 _TIE = 1e-6
 """Seconds: timestamps this close count as equal (they are rationals read as floats)."""
 
@@ -195,8 +215,9 @@ def _half_period(stream: av.video.stream.VideoStream) -> float:
     return 0.5 / float(rate)
 
 
-def decode_video(path: Path, fps: float, size: int) -> Frames:
-    """``path``'s frames sampled at ``fps``, each ``size`` x ``size`` RGB (see the module).
+def decode_video(path: Path, fps: float, size: int, keep_aspect: bool = False) -> Frames:
+    """``path``'s frames sampled at ``fps``, each ``size`` x ``size`` RGB, or at the video's
+    aspect with the shorter side at most ``size`` (``keep_aspect``; see the module).
 
     Raises a usage error, one sentence naming the file, when it cannot be opened or decoded,
     has no video stream, or has one in which no frame decodes.
@@ -215,7 +236,8 @@ def decode_video(path: Path, fps: float, size: int) -> Frames:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         half_period = _half_period(stream)
-        interpolation = _interpolation(stream, size)
+        height, width = frame_shape(stream.width, stream.height, size, keep_aspect)
+        interpolation = _interpolation(stream, min(height, width))
         frames: list[np.ndarray] = []
         converted: tuple[av.VideoFrame, np.ndarray] | None = None
         decoded = 0
@@ -244,7 +266,7 @@ def decode_video(path: Path, fps: float, size: int) -> Frames:
         for frame in _sampled(source_frames(), fps, half_period):
             if converted is None or converted[0] is not frame:
                 pixels = frame.to_ndarray(
-                    format="rgb24", width=size, height=size, interpolation=interpolation
+                    format="rgb24", width=width, height=height, interpolation=interpolation
                 )
                 converted = (frame, pixels)
             frames.append(converted[1])
@@ -266,8 +288,10 @@ def decoded_videos(
     size: int,
     cache_dir: Path,
     on_progress: Callable[[int], None] | None = None,
+    keep_aspect: bool = False,
 ) -> tuple[list[Frames], list[int], list[SSLError]]:
-    """Every video in ``paths`` at ``fps`` and ``size``, each decoded only the first time.
+    """Every video in ``paths`` at ``fps`` and ``size`` (``keep_aspect`` as ``decode_video``
+    has it), each decoded only the first time.
 
     Returns (frames of the videos that decoded, their indices into ``paths``, the errors of
     those that did not, in order). Failures are not cached: a video that fails is tried again
@@ -280,12 +304,13 @@ def decoded_videos(
 
     def one(index: int) -> Frames | SSLError:
         path = Path(paths[index])
-        cache_file = folder / f"{_cache_key(keys[index], fps, size)}-{size}px.npy"
-        cached = _read_cache(cache_file, path, fps, size)
+        name = _cache_key(keys[index], fps, size, keep_aspect)
+        cache_file = folder / f"{name}-{size}px{'-aspect' if keep_aspect else ''}.npy"
+        cached = _read_cache(cache_file, path, fps, size, keep_aspect)
         if cached is not None:
             return cached
         try:
-            frames = decode_video(path, fps, size)
+            frames = decode_video(path, fps, size, keep_aspect)
         except SSLError as error:
             return error
         try:
@@ -296,7 +321,7 @@ def decoded_videos(
                 f"cannot write the video cache in {folder}: {error}",
                 "free some disk space or set SSLCLI_CACHE_DIR to a writable folder",
             ) from None
-        return _read_cache(cache_file, path, fps, size) or frames
+        return _read_cache(cache_file, path, fps, size, keep_aspect) or frames
 
     videos: list[Frames] = []
     kept: list[int] = []
@@ -312,23 +337,62 @@ def decoded_videos(
     return videos, kept, failures
 
 
-def _cache_key(key: tuple[str, int, int], fps: float, size: int) -> str:
+def _cache_key(key: tuple[str, int, int], fps: float, size: int, keep_aspect: bool) -> str:
     """The cache file's name for one video (as ``store.file_keys`` gives it) at ``fps`` and
-    ``size``; ``fps`` as a float, so 10 and 10.0 share a file."""
+    ``size``; ``fps`` as a float, so 10 and 10.0 share a file. Squared frames keep the key
+    they had before ``keep_aspect`` existed."""
     resolved, size_bytes, mtime = key
     rate = repr(float(fps))
     text = f"sslcli-video-v{_FORMAT_VERSION}\0{resolved}\0{size_bytes}\0{mtime}\0{rate}\0{size}"
+    text += "\0aspect" if keep_aspect else ""
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _read_cache(cache_file: Path, path: Path, fps: float, size: int) -> Frames | None:
+def _read_cache(
+    cache_file: Path, path: Path, fps: float, size: int, keep_aspect: bool
+) -> Frames | None:
     """The cached frames, memory-mapped, or None when absent or damaged (then rebuilt)."""
     try:
         pixels = np.load(cache_file, mmap_mode="r", allow_pickle=False)
     except (OSError, EOFError, ValueError):
         return None
-    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[3] != 3:
+        return None
+    height, width = pixels.shape[1:3]
+    if (min(height, width) > size) if keep_aspect else (height, width) != (size, size):
         return None
     if len(pixels) == 0:
         return None
     return Frames(pixels=pixels, fps=float(fps), path=path)
+
+
+class FrameImages:
+    """Every frame of some videos as the images of a store (the reading side of
+    ``store.StoredImages``): image i is frame i of the videos one after the other, so views
+    are cut from video frames exactly as from stored images."""
+
+    def __init__(self, videos: Sequence[Frames]) -> None:
+        self.videos = list(videos)
+        lengths = [len(video.pixels) for video in self.videos]
+        self._starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        shapes = [video.pixels.shape[1:3] for video in self.videos]
+        self.heights = np.repeat([h for h, _ in shapes], lengths).astype(np.int64)
+        self.widths = np.repeat([w for _, w in shapes], lengths).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def pixels(self, index: int) -> np.ndarray:
+        """Frame ``index`` as (height, width, 3) uint8 (read-only)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} of {len(self)}")
+        video = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return self.videos[video].pixels[index - self._starts[video]]
+
+    def tensors(self, indices: Sequence[int], device: torch.device) -> list[torch.Tensor]:
+        """Frames ``indices`` as (3, height, width) uint8 tensors on ``device``."""
+        import torch
+
+        return [
+            torch.from_numpy(np.array(self.pixels(i))).permute(2, 0, 1).to(device) for i in indices
+        ]

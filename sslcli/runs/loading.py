@@ -71,6 +71,8 @@ class TrainedModel:
     """The whole model of a ``train-latent --objective masked`` run."""
     continuation: Continuation | None = None
     """How a run trained on videos pairs a past clip with its future (None: image pairs)."""
+    fps: float | None = None
+    """The rate a run trained on videos sampled their frames at (None: trained on images)."""
     backbone_name: str | None = None
     """The registry name of the backbone of a model sslcli trained (None: another)."""
     small: bool | None = None
@@ -220,6 +222,8 @@ def _from_checkpoint(checkpoint: Any, where: str) -> TrainedModel:
         model.latent = method.eval()
     if config["method"] == "masked-latent":
         model.masked = method.eval()
+    if config.get("fps") is not None:
+        model.fps = float(config["fps"])
     if config.get("pairs") == "future":
         from sslcli.data.clips import Continuation, horizon_frames
 

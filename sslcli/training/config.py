@@ -198,7 +198,7 @@ class TrainingRequest:
     pairs: str = "views"
     """What a training pair is: ``views`` of an image, or a video's ``future``."""
     fps: float | None = None
-    """Video pairs: the rate frames are sampled at; None: ``DEFAULT_FPS``."""
+    """Videos: the rate frames are sampled at; None: ``DEFAULT_FPS``."""
     horizon: float | None = None
     """Video pairs: seconds from the past's last frame to the future; None: the default."""
     explicit: frozenset[str] = frozenset()
@@ -273,7 +273,8 @@ class TrainingConfig:
     """``views``: two augmented views of an image; ``future``: a video's past clip and the
     frame ``horizon`` seconds after it (``data.clips``)."""
     fps: float | None = None
-    """Video pairs: the rate the videos' frames are sampled at (None: image pairs)."""
+    """Videos: the rate their frames are sampled at, for video pairs or views of the frames
+    (None: images)."""
     horizon: float | None = None
     """Video pairs: seconds from the past clip's last frame to the future frame."""
 
@@ -557,14 +558,23 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
     )
 
 
+def _holds_only_videos(root: Path) -> bool:
+    """Whether ``root`` is a folder of videos and no images (views are cut from frames)."""
+    from sslcli.data.images import holds_images
+    from sslcli.data.video import holds_videos
+
+    return root.is_dir() and not holds_images(root) and holds_videos(root)
+
+
 def _video_pairs(request: TrainingRequest) -> tuple[float | None, float | None]:
-    """(fps, horizon) of video pairs, checked; (None, None) for image pairs."""
+    """(fps, horizon) of video pairs, checked: (fps, None) for views of a folder of videos'
+    frames, (None, None) for image pairs."""
     from sslcli.data.clips import DEFAULT_FPS, DEFAULT_HORIZON, horizon_frames
 
     if request.pairs not in PAIRS:
         raise usage_error(f"unknown --pairs {request.pairs!r}", f"choose one of {', '.join(PAIRS)}")
     if request.pairs == "views":
-        given = [flag for flag, value in (("--fps", request.fps), ("--horizon", request.horizon),
+        given = [flag for flag, value in (("--horizon", request.horizon),
                  ("--context-frames", request.method_options.get("context_frames")))
                  if value is not None]  # fmt: skip
         if given:
@@ -572,7 +582,16 @@ def _video_pairs(request: TrainingRequest) -> tuple[float | None, float | None]:
                 f"{', '.join(given)} apply to video pairs",
                 "add --pairs future (DATA a folder of videos), or leave them out",
             )
-        return None, None
+        if request.fps is not None and not request.fps > 0:
+            raise usage_error(f"--fps must be above 0, got {request.fps:g}")
+        if not _holds_only_videos(Path(request.data)):
+            if request.fps is not None:
+                raise usage_error(
+                    f"--fps samples the frames of videos, and {request.data} holds none alone",
+                    "leave out --fps, or give a folder of videos",
+                )
+            return None, None
+        return (DEFAULT_FPS if request.fps is None else request.fps), None
     if request.method != "latent":
         raise usage_error(
             "--pairs future trains the views objective of train-latent on videos",

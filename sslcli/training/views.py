@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sslcli.augment.recipe import ViewRecipe
     from sslcli.data.shards import Sample, ShardStreams
     from sslcli.data.store import StoredImages
+    from sslcli.data.video import FrameImages
     from sslcli.engine.runtime import Runtime
     from sslcli.training.config import TrainingConfig
 
@@ -78,7 +79,7 @@ class ViewBatches:
 
     def __init__(
         self,
-        images: StoredImages,
+        images: StoredImages | FrameImages,
         config: TrainingConfig,
         preset: Preset,
         runtime: Runtime,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sslcli.augment.presets import Preset
     from sslcli.data.folder import ImageFolder
     from sslcli.data.store import StoredImages
+    from sslcli.data.video import Frames
     from sslcli.engine.batch_probe import Fit
     from sslcli.engine.contract import Observer
     from sslcli.engine.runtime import Runtime
@@ -275,57 +276,113 @@ def _training_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
 
     if config.pairs == "future":
         return _video_data(config, runtime)
+    if config.fps is not None:  # a folder of videos alone (``resolve_config``)
+        return _frame_data(config, runtime)
     manifest = manifest_path(Path(config.data))
     if manifest is not None:
         return _shard_data(manifest, config, runtime)
     return _folder_data(config, runtime)
 
 
-def _video_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
-    """A folder of videos: every one decoded once (by the first process of each node, as the
-    image store is built), every pair of past clip and future frame a sample."""
+def _decoded_videos(
+    config: TrainingConfig, runtime: Runtime, fps: float, size: int, keep_aspect: bool
+) -> tuple[list[Frames], list[SSLError]]:
+    """The folder's videos, each decoded once (by the first process of each node, as the
+    image store is built) at ``fps`` and ``size``, and the failures."""
     import torch.distributed as dist
 
-    from sslcli.data.clips import Continuation, horizon_frames
     from sslcli.data.video import decoded_videos, scan_videos
     from sslcli.engine.progress import progress_bar
-    from sslcli.training.futures import FuturePairs, continuation_samples
 
-    assert config.fps is not None and config.horizon is not None, "resolve_config sets them"
     paths = scan_videos(Path(config.data))
-    continuation = Continuation(
-        config.method_options["context_frames"],
-        horizon_frames(config.horizon, config.fps),
-        config.fps,
-    )
     builds = runtime.local_rank == 0
     if runtime.distributed and not builds:
         dist.barrier()
     with progress_bar("decode", len(paths), "video", runtime.is_main, transient=True) as bar:
         videos, _, failures = decoded_videos(
-            paths, config.fps, config.size, Path(config.cache_dir), bar.advance
+            paths, fps, size, Path(config.cache_dir), bar.advance, keep_aspect
         )
     if runtime.distributed and builds:
         dist.barrier()
+    return videos, failures
+
+
+def _video_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    """A folder of videos: every pair of past clip and future frame a sample."""
+    from sslcli.data.clips import Continuation, horizon_frames
+    from sslcli.training.futures import FuturePairs, continuation_samples
+
+    assert config.fps is not None and config.horizon is not None, "resolve_config sets them"
+    continuation = Continuation(
+        config.method_options["context_frames"],
+        horizon_frames(config.horizon, config.fps),
+        config.fps,
+    )
+    videos, failures = _decoded_videos(config, runtime, config.fps, config.size, False)
     needed = continuation.frames_needed
     failures += [
         usage_error(continuation.too_short(str(video.path), len(video.pixels)))
         for video in videos
         if len(video.pixels) < needed
     ]
+    videos = [video for video in videos if len(video.pixels) >= needed]
+    return _sampled_videos(
+        config,
+        runtime,
+        videos,
+        failures,
+        ("past-future pair(s)", "pairs", "add videos longer than the context and the horizon"),
+        len(continuation_samples(videos, continuation)),
+        lambda preset, steps: FuturePairs(videos, continuation, config, runtime, steps),
+    )
+
+
+def _frame_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
+    """A folder of videos trained on image views: every frame sampled at ``--fps`` is an
+    image, kept at its video's aspect with the shorter side bounded by the store's
+    resolution, and views are cut from it as from a stored image."""
+    from sslcli.data.video import FrameImages
+    from sslcli.training.views import ViewBatches
+
+    assert config.fps is not None, "resolve_config sets it for a folder of videos"
+    videos, failures = _decoded_videos(config, runtime, config.fps, config.store_size, True)
+    frames = FrameImages(videos)
+    return _sampled_videos(
+        config,
+        runtime,
+        videos,
+        failures,
+        (f"frame(s) at {config.fps:g} fps", "frames", "add videos that decode"),
+        len(frames),
+        lambda preset, steps: ViewBatches(frames, config, preset, runtime, steps),
+    )
+
+
+def _sampled_videos(
+    config: TrainingConfig,
+    runtime: Runtime,
+    videos: list[Frames],
+    failures: list[SSLError],
+    words: tuple[str, str, str],
+    count: int,
+    batches: Callable[[Preset, int], ViewBatches | FuturePairs],
+) -> _TrainingData:
+    """The training data of the usable ``videos``, ``count`` samples (``words``: what they
+    are in the error, in the fingerprint, and the hint when there are none), each step's
+    batches from ``batches(preset, steps_per_epoch)``; the failures listed, or raised with
+    ``--strict``."""
+    what, unit, none_hint = words
     if config.strict and failures:
         raise failures[0]
     if runtime.is_main and failures:
         _warn_skipped(failures, "video(s)")
-    videos = [video for video in videos if len(video.pixels) >= needed]
-    count = len(continuation_samples(videos, continuation))
     if count < config.batch_size:
         raise usage_error(
-            f"{count} past-future pair(s) in the {len(videos)} usable video(s) of "
-            f"{config.data}, fewer than --batch-size {config.batch_size}",
+            f"{count} {what} in the {len(videos)} usable video(s) of {config.data}, fewer "
+            f"than --batch-size {config.batch_size}",
             f"lower --batch-size to at most {count}, add videos, or raise --fps"
             if count
-            else "add videos longer than the context and the horizon",
+            else none_hint,
         )
     steps_per_epoch = count // config.batch_size
     names = [video.path for video in videos]
@@ -334,9 +391,9 @@ def _video_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
         labelled=False,
         count=count,
         steps_per_epoch=steps_per_epoch,
-        batches=lambda preset: FuturePairs(videos, continuation, config, runtime, steps_per_epoch),
+        batches=lambda preset: batches(preset, steps_per_epoch),
         evaluation=None,
-        fingerprint=f"{count} pairs at {config.fps:g} fps, "
+        fingerprint=f"{count} {unit} at {config.fps:g} fps, "
         + _fingerprint(names, list(range(len(names))), Path(config.data), "videos"),
         failures=failures,
     )

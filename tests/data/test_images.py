@@ -273,4 +273,4 @@ def test_a_folder_of_videos_alone_is_named_as_such_with_the_command_that_reads_i
     with pytest.raises(SSLError) as raised:
         discover_images([videos])
     assert raised.value.message == f"no images in {videos}; it holds 2 video(s)"
-    assert f"train-latent {videos} --pairs future" in raised.value.hint
+    assert f"train-siamese/train-latent {videos} train on their frames" in raised.value.hint

@@ -11,12 +11,15 @@ from types import ModuleType
 import av
 import numpy as np
 import pytest
+import torch
 
 from sslcli.data.video import (
     CACHE_FOLDER,
+    FrameImages,
     Frames,
     decode_video,
     decoded_videos,
+    holds_videos,
     is_video,
     scan_videos,
 )
@@ -104,6 +107,69 @@ def test_whole_frame_is_squashed_not_cropped() -> None:
     assert small.shape == (40, 24, 24, 3)
     for index in (0, 13, 39):
         assert np.abs(_centre(small[index]) * 2 - _centre(big[index])).max() < 2
+
+
+def _wide_video(path: Path, width: int = 64, height: int = 32, frames: int = 10) -> None:
+    """A ``width`` x ``height`` video at 10 fps: left half dark, right half bright, so a
+    squashed or cropped frame is told from one at its own aspect."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "0", "threads": "1"}
+        for _ in range(frames):
+            pixels = np.full((height, width, 3), 30, np.uint8)
+            pixels[:, width // 2 :] = 220
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def test_keep_aspect_bounds_the_shorter_side_keeps_the_aspect_and_never_enlarges(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wide.mp4"
+    _wide_video(path)
+    assert decode_video(path, 10, 16).pixels.shape == (10, 16, 16, 3)  # squashed
+    halved = decode_video(path, 10, 16, keep_aspect=True).pixels
+    assert halved.shape == (10, 16, 32, 3)
+    # the whole frame at half the size: the dark half on the left, the bright on the right
+    assert halved[:, :, :14].max() < 60 and halved[:, :, 18:].min() > 190
+    assert decode_video(path, 10, 100, keep_aspect=True).pixels.shape == (10, 32, 64, 3)
+    # the cache keeps the two apart, and reads each back as it was decoded
+    cache = tmp_path / "cache"
+    for keep_aspect, shape in ((True, (16, 32)), (False, (16, 16)), (True, (16, 32))):
+        videos, _, _ = decoded_videos([path], 10, 16, cache, keep_aspect=keep_aspect)
+        assert videos[0].pixels.shape[1:3] == shape
+    assert len(list((cache / CACHE_FOLDER).glob("*.npy"))) == 2
+
+
+def test_frame_images_are_every_frame_of_every_video_one_after_the_other(
+    tmp_path: Path,
+) -> None:
+    wide = tmp_path / "wide.mp4"
+    _wide_video(wide, frames=6)
+    videos = [decode_video(BOUNCE[0], 10, 24, True), decode_video(wide, 10, 24, True)]
+    images = FrameImages(videos)
+    assert len(images) == 40 + 6
+    assert images.heights.tolist() == [24] * 46
+    assert images.widths.tolist() == [24] * 40 + [48] * 6
+    for index, (video, frame) in {0: (0, 0), 39: (0, 39), 40: (1, 0), 45: (1, 5)}.items():
+        assert np.array_equal(images.pixels(index), videos[video].pixels[frame])
+    tensors = images.tensors([39, 40], torch.device("cpu"))
+    assert [tuple(t.shape) for t in tensors] == [(3, 24, 24), (3, 24, 48)]
+    assert tensors[1].dtype == torch.uint8
+    assert np.array_equal(tensors[1].permute(1, 2, 0).numpy(), videos[1].pixels[0])
+    with pytest.raises(IndexError):
+        images.pixels(46)
+
+
+def test_holds_videos_looks_past_hidden_files(tmp_path: Path) -> None:
+    (tmp_path / ".hidden").mkdir()
+    shutil.copy(BOUNCE[0], tmp_path / ".hidden" / "a.mp4")
+    (tmp_path / "notes.txt").write_text("no videos here")
+    assert not holds_videos(tmp_path)
+    shutil.copy(BOUNCE[0], tmp_path / "b.mp4")
+    assert holds_videos(tmp_path)
 
 
 def test_sampling_at_5_fps_keeps_every_second_frame() -> None:

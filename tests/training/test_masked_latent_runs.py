@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
-from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from tests.conftest import SAMPLE_DATA, copy_digits
-from tests.training.rewound import rewound_copy
+from tests.training.rewound import assert_resumes_to_the_same_weights
 
 runner = CliRunner()
 
@@ -25,18 +23,6 @@ def _options(tmp_path: Path, out: str, *extra: str) -> list[str]:
         "--batch-size", "16", "--epochs", "2", "--gpus", "0", "--latent-dim", "4",
         "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / out), *extra,
     ]  # fmt: skip
-
-
-def _resumes_from_step_3_to_the_same_weights(run: Path, again: Path) -> None:
-    """A copy of the 4-step ``run`` rewound to its step-3 checkpoint, resumed: the last step
-    is trained again, to the same weights, bit for bit."""
-    final = load_checkpoint(resolve_resume(run)).weights
-    rewound_copy(run, again, last_kept=3, removed=4)
-    resumed = runner.invoke(app, ["train-latent", "--resume", str(again)])
-    assert resumed.exit_code == 0, resumed.output
-    weights = load_checkpoint(resolve_resume(again)).weights
-    for name, tensor in final.items():
-        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=0, msg=name)
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ def test_a_masked_run_logs_its_energies_resumes_exactly_and_embeds(
     (held_out,) = [r for r in records if "held_out_z_gap" in r]
     assert held_out["step"] == 4 and held_out["held_out_z_gap"] >= 0
     # resume from the step-3 checkpoint: the last step is trained again, to the same weights
-    _resumes_from_step_3_to_the_same_weights(tmp_path / "run", tmp_path / "again")
+    assert_resumes_to_the_same_weights("train-latent", tmp_path / "run", tmp_path / "again", 4)
     embedded = runner.invoke(
         app,
         ["embed", str(digits), "-m", str(tmp_path / "run"), "-o", str(tmp_path / "e.npy"),
@@ -132,7 +118,7 @@ def test_a_pixel_run_logs_its_held_out_error_resumes_exactly_and_has_no_energy(
     records = [json.loads(line) for line in (tmp_path / "mae" / "metrics.jsonl").open()]
     (held_out,) = [r for r in records if "held_out_pixel_error" in r]
     assert held_out["step"] == 4 and held_out["held_out_pixel_error"] > 0
-    _resumes_from_step_3_to_the_same_weights(tmp_path / "mae", tmp_path / "again")
+    assert_resumes_to_the_same_weights("train-latent", tmp_path / "mae", tmp_path / "again", 4)
     image = next(digits.rglob("*.png"))
     grid = ["energy", str(image), "-m", str(tmp_path / "mae"), "--mask-grid", "2", "--gpus", "0"]
     refused = runner.invoke(app, grid)

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from sslcli.engine.checkpoint import load_checkpoint, resolve_resume
 from tests.conftest import copy_digits
-from tests.training.rewound import rewound_copy
+from tests.training.rewound import assert_resumes_to_the_same_weights
 
 runner = CliRunner()
 
@@ -60,13 +59,7 @@ def test_a_multi_crop_run_records_its_views_and_resumes_exactly(
         assert sheet.width == 4 + 5 * (128 + 4)
     # resume from step 3: the last step (epoch 2: teacher temperature, unfrozen last layer,
     # the centre, SIGReg's directions of step 3) is trained again to the same weights
-    rewound_copy(run, tmp_path / "again", last_kept=3, removed=4)
-    resumed = runner.invoke(app, ["train-siamese", "--resume", str(tmp_path / "again")])
-    assert resumed.exit_code == 0, resumed.output
-    again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
-    assert set(again) == set(final.weights)
-    for name, tensor in final.weights.items():
-        torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+    assert_resumes_to_the_same_weights("train-siamese", run, tmp_path / "again", 4)
 
 
 def test_local_crops_are_refused_where_they_do_not_apply(digits: Path, tmp_path: Path) -> None:

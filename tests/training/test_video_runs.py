@@ -1,6 +1,7 @@
-"""train-latent on videos end to end: past-future pairs, exact resume, F along a video, the
-two-clip energy, sweeps after a moment, and bad videos, on the synthetic sample videos
-(``sample_data/videos``, made by ``sample_data/make_videos.py``) and held-out ones made here."""
+"""Training on videos end to end: train-latent's past-future pairs, exact resume, F along a
+video, the two-clip energy, sweeps after a moment, bad videos, and views of the frames, on
+the synthetic sample videos (``sample_data/videos``, made by ``sample_data/make_videos.py``)
+and held-out ones made here."""
 
 import json
 import shutil
@@ -26,7 +27,7 @@ from sslcli.inference.continuations import (
 )
 from sslcli.runs.loading import load_model
 from tests.conftest import SAMPLE_DATA
-from tests.training.rewound import rewound_copy
+from tests.training.rewound import assert_resumes_to_the_same_weights, rewound_copy
 
 sys.path.insert(0, str(SAMPLE_DATA))
 import make_videos
@@ -144,6 +145,43 @@ def test_resuming_a_video_run_trains_the_same_weights(tmp_path: Path) -> None:
     again = load_checkpoint(resolve_resume(tmp_path / "again")).weights
     for name, tensor in final.weights.items():
         torch.testing.assert_close(again[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def _frame_options(work: Path, out: str, *extra: str) -> list[str]:
+    """Views of the frames at 2 fps: 8 of each 4 s sample video, 4 steps an epoch of 8 videos."""
+    return [
+        "--backbone", "tiny-cnn", "--size", "32", "--batch-size", "16", "--gpus", "0",
+        "--fps", "2", "--cache-dir", str(work / "cache"), "--out", str(work / out),
+        "--projector-hidden-dim", "64", "--projector-dim", "32", *extra,
+    ]  # fmt: skip
+
+
+def test_views_of_video_frames_train_an_encoder_that_resumes_exactly_and_embeds(
+    tmp_path: Path,
+) -> None:
+    videos = tmp_path / "videos"
+    shutil.copytree(VIDEOS / "bounce", videos)
+    options = _frame_options(tmp_path, "run", "--epochs", "1", "--checkpoint-every", "1")
+    result = runner.invoke(app, ["train-siamese", str(videos), *options])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["pairs"], config["fps"], config["horizon"]) == ("views", 2.0, None)
+    fingerprint = load_checkpoint(resolve_resume(run)).config["images"]
+    assert fingerprint.startswith("64 frames at 2 fps, 8 videos"), fingerprint
+    with Image.open(run / "views.png") as sheet:  # each frame beside its 2 views
+        assert sheet.width == 4 + 3 * (128 + 4)
+    assert_resumes_to_the_same_weights("train-siamese", run, tmp_path / "again", 4)
+    # embed reads the videos at the run's rate: one row per frame
+    out = tmp_path / "frames.npy"
+    embedded = runner.invoke(app, ["embed", str(videos), "--model", str(run), "-o", str(out)])
+    assert embedded.exit_code == 0, embedded.output
+    assert len(np.load(out)) == 64
+    # train-latent's views objective reads the frames the same way
+    latent = _frame_options(tmp_path, "latent", "--epochs", "1", "--latent-dim", "4", "--json")
+    trained = runner.invoke(app, ["train-latent", str(videos), *latent])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["step"] == 4
 
 
 def test_energy_along_a_video_gives_f_at_every_future_frame_and_a_curve(
@@ -278,7 +316,12 @@ def test_video_options_are_checked_before_a_run_starts(tmp_path: Path) -> None:
         result = runner.invoke(app, ["train-latent", str(data), *_options(tmp_path, "x", *extra)])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
     views = runner.invoke(app, ["train-latent", str(digits), "--fps", "5", "--gpus", "0"])
-    assert views.exit_code == 2 and "--fps apply to video pairs" in views.stderr
+    assert views.exit_code == 2 and "--fps samples the frames of videos" in views.stderr
+    horizon = runner.invoke(app, ["train-latent", str(VIDEOS), "--horizon", "1s", "--gpus", "0"])
+    assert horizon.exit_code == 2 and "--horizon apply to video pairs" in horizon.stderr
+    for command in ("train-siamese", "train-latent"):
+        rate = runner.invoke(app, [command, str(VIDEOS), "--fps", "0", "--gpus", "0"])
+        assert rate.exit_code == 2 and "--fps must be above 0, got 0" in rate.stderr
     assert not (tmp_path / "x").exists()
 
 
