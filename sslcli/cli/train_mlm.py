@@ -208,6 +208,8 @@ def _print_result(result: MLMResult, run_dir: Path) -> None:
         value = getattr(result, name)
         if value is not None:
             table.add_row(name.replace("_", " "), f"{value:.4g}")
+    if result.heldout_accuracy is None:
+        table.add_row("heldout", "not measured: the held-out masks hide no token (raise --heldout)")
     table.add_row("model", f"{run_dir}  (sslcli mask-predict --model {run_dir} TEXT)")
     stderr.print(table)
 

@@ -320,7 +320,9 @@ class _Run:
                 if self.step % config.checkpoint_every == 0:
                     self._save()
         if self.step % config.eval_every != 0 or result.heldout_accuracy is None:
-            self.metrics_log.append({"step": self.step} | self._evaluate(result))
+            final = self._evaluate(result)
+            if final:
+                self.metrics_log.append({"step": self.step} | final)
         self._save()
         result.step = self.step
         return result
@@ -406,7 +408,8 @@ class _Run:
         )
 
     def _evaluate(self, result: MLMResult) -> dict[str, float]:
-        """Held-out masked-token loss and accuracy (the same masks at every evaluation)."""
+        """Held-out masked-token loss and accuracy (the same masks at every evaluation); none
+        when the held-out masks hide no token (nothing was predicted, nothing measured)."""
         import torch
 
         inputs, labels = self.heldout
@@ -422,8 +425,10 @@ class _Run:
                 total_loss += loss.item() * masked
                 correct += right
                 count += masked
-        result.heldout_loss = total_loss / max(1, count)
-        result.heldout_accuracy = correct / max(1, count)
+        if count == 0:
+            return {}
+        result.heldout_loss = total_loss / count
+        result.heldout_accuracy = correct / count
         return {"heldout_loss": result.heldout_loss, "heldout_accuracy": result.heldout_accuracy}
 
     def _save(self) -> None:

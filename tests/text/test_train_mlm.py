@@ -187,3 +187,17 @@ def test_a_batch_without_a_masked_token_trains_nothing_and_the_run_goes_on(
     expected = load_file(tmp_path / "whole" / "model.safetensors")
     for name, tensor in load_file(tmp_path / "resumed" / "model.safetensors").items():
         assert torch.equal(tensor, expected[name]), name
+
+
+def test_held_out_blocks_without_a_masked_token_give_no_held_out_figures(
+    bert_tokenizer: Path, tmp_path: Path
+) -> None:
+    """One held-out block of 8 tokens masked at a rate of 1e-9: nothing to predict there, so
+    no held-out loss or accuracy is reported (they were 0, as if measured)."""
+    settings = config(bert_tokenizer, seq_len=8, heldout_blocks=1, mlm_probability=1e-9, steps=3)
+    result = run(settings, tmp_path / "run")
+    assert result.step == 3 and result.heldout_blocks == 1
+    assert result.heldout_loss is None and result.heldout_accuracy is None
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).open()]
+    assert not any("heldout_loss" in record or "heldout_accuracy" in record for record in records)
+    assert all(set(record) - {"step"} for record in records), records
