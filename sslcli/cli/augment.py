@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from sslcli.cli.console import print_json, stderr
+from sslcli.cli.model_options import Threads
 from sslcli.cli.view_options import (
     BlurProb,
     CropRatio,
@@ -65,6 +66,7 @@ def augment(
         bool, typer.Option(help="Fail on the first unreadable image instead of skipping it.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    threads: Threads = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -84,8 +86,9 @@ def augment(
     from sslcli.data.images import discover_images
     from sslcli.engine.launch import plan_launch
     from sslcli.engine.progress import progress_bar
-    from sslcli.engine.runtime import make_runtime
+    from sslcli.engine.runtime import make_runtime, set_threads
 
+    used_threads = set_threads(threads)
     chosen = PRESETS.create(preset)
     count = chosen.default_views if views is None else views
     if count < 1:
@@ -148,6 +151,7 @@ def augment(
                 "preset": preset,
                 "seed": seed,
                 "device": str(runtime.device),
+                "threads": used_threads,
                 "views": [
                     {
                         "source": str(item.source),

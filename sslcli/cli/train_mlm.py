@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sslcli.cli.console import print_json, stderr
+from sslcli.cli.model_options import Threads
 from sslcli.cli.text_options import Device, Gpus, device_for
 
 if TYPE_CHECKING:
@@ -88,9 +89,11 @@ def train_mlm(
     seed: Annotated[int, typer.Option(help="Seed for new weights, data order and masks.")] = 0,
     gpus: Gpus = None,
     device: Device = None,
+    threads: Threads = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write the result to stdout.")] = False,
 ) -> None:
     """Train a masked-language model (BERT's objective) on your own text."""
+    from sslcli.engine.runtime import set_threads
     from sslcli.text.train_mlm import MLMConfig, claimed_run
     from sslcli.text.train_mlm import train_mlm as run_training
 
@@ -117,6 +120,7 @@ def train_mlm(
         device=device_for(gpus, device),
     )
     config.validate()
+    used_threads = set_threads(threads)
     with claimed_run(out, resume) as (run_dir, checkpoint):
         if not as_json:
             _print_settings(config, run_dir, checkpoint)
@@ -128,7 +132,7 @@ def train_mlm(
             announce=None if as_json else lambda line: stderr.print(line, soft_wrap=True),
         )
     if as_json:
-        print_json(result.as_dict() | {"model": str(run_dir)})
+        print_json(result.as_dict() | {"model": str(run_dir), "threads": used_threads})
         return
     _print_result(result, run_dir)
     if result.interrupted or (steps is not None and result.step < steps):

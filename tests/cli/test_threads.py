@@ -1,4 +1,4 @@
-"""--threads on the commands that compute with a model: the run computes with that many."""
+"""--threads on the commands that compute: the command computes with that many."""
 
 import json
 import os
@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from sslcli.cli.app import app
 from tests.conftest import copy_digits
+from tests.text.tiny_models import SAMPLE_TEXT, write_bert_tokenizer
 
 runner = CliRunner()
 
@@ -60,9 +61,25 @@ def test_embed_processes_compute_with_the_threads_asked_for(
     assert asked["threads"] == 3
 
 
-@pytest.mark.parametrize("command", ["energy", "eval", "embed", "sweep"])
+def test_augment_and_train_mlm_compute_with_the_threads_asked_for(tmp_path: Path) -> None:
+    digits = copy_digits(tmp_path / "digits", "0", 2)
+    tokenizer = write_bert_tokenizer(tmp_path / "tokenizer")
+    for threads in ("1", "3"):
+        augment = ["augment", str(digits), "-o", str(tmp_path / f"views{threads}"), "--gpus", "0"]
+        mlm = ["train-mlm", str(SAMPLE_TEXT), "--init", "tiny", "--tokenizer", str(tokenizer)]
+        mlm += ["--steps", "1", "--seq-len", "16", "--batch-size", "2", "--gpus", "0"]
+        mlm += ["--out", str(tmp_path / f"mlm{threads}")]
+        for command in (augment, mlm):
+            result = runner.invoke(app, [*command, "--threads", threads, "--json"])
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.stdout)["threads"] == int(threads), command
+
+
+@pytest.mark.parametrize("command", ["energy", "eval", "embed", "sweep", "augment", "train-mlm"])
 def test_no_thread_is_a_usage_error(command: str, tmp_path: Path) -> None:
     args = {"energy": ["a.png", "b.png"], "eval": ["d"], "embed": ["d", "-o", "e.npy"]}
     args["sweep"] = ["x.png", "--gallery", "g"]
+    args["augment"] = ["d", "-o", "v"]
+    args["train-mlm"] = ["corpus.txt", "--steps", "1"]
     result = runner.invoke(app, [command, *args[command], "--threads", "0"])
     assert result.exit_code == 2 and "--threads must be 1 or more" in result.stderr, result.output
