@@ -162,7 +162,7 @@ def _interpolation(stream: av.video.stream.VideoStream, size: int) -> str:
     return "AREA" if shrinking else "BILINEAR"
 
 
-def frame_shape(width: int, height: int, size: int, keep_aspect: bool) -> tuple[int, int]:
+def _frame_shape(width: int, height: int, size: int, keep_aspect: bool) -> tuple[int, int]:
     """(height, width) of the frames decoded from a ``width`` x ``height`` video: a square of
     ``size``, or with ``keep_aspect`` its own aspect with the shorter side at most ``size``."""
     if not keep_aspect:
@@ -236,7 +236,7 @@ def decode_video(path: Path, fps: float, size: int, keep_aspect: bool = False) -
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         half_period = _half_period(stream)
-        height, width = frame_shape(stream.width, stream.height, size, keep_aspect)
+        height, width = _frame_shape(stream.width, stream.height, size, keep_aspect)
         interpolation = _interpolation(stream, min(height, width))
         frames: list[np.ndarray] = []
         converted: tuple[av.VideoFrame, np.ndarray] | None = None
