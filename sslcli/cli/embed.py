@@ -116,6 +116,7 @@ def embed(
     set_threads(threads)  # the neighbours are found in this process
     plan = plan_devices(gpus, cpu_procs)
     trained = load_model_saying_which(model, size, as_json)
+    frames_of: dict[str, float] = {}  # videos: how many the rows are frames of, at what rate
     if holds_videos(inputs):
         from sslcli.cli.model_options import report_skipped
         from sslcli.data.cache import default_cache_dir
@@ -124,6 +125,7 @@ def embed(
         rate = fps or trained.fps or DEFAULT_FPS
         cache = cache_dir or default_cache_dir()
         images = decode_video_inputs(inputs, rate, trained.size, cache, not as_json)
+        frames_of = {"videos": len(images.paths), "fps": rate}
         report_skipped(images.failures)
     else:
         if fps is not None:
@@ -153,7 +155,7 @@ def embed(
         "skipped": [failure.message for failure in images.failures],
         "images_per_s": len(images.names) / seconds,
         "threads": embedded.threads,
-    }
+    } | frames_of
     if knn_out is not None:
         pairs = _write_neighbours(knn_out, images.names, embeddings, knn)
         result |= {"knn_file": str(knn_out), "closest_pairs": pairs}
@@ -261,7 +263,10 @@ def _write_neighbours(path: Path, names: list[str], embeddings: object, k: int) 
 
 def _print_result(result: dict) -> None:
     table = Table(title="embed", title_justify="left", show_header=False)
-    table.add_row("images", f"{result['images']} ({result['images_per_s']:.1f} images/s)")
+    rows = f"{result['images']}"
+    if "videos" in result:
+        rows += f" frames of {result['videos']} video(s) at {result['fps']:g} fps"
+    table.add_row("images", f"{rows} ({result['images_per_s']:.1f} images/s)")
     table.add_row("dimensions", f"{result['dimensions']} ({result['space']})")
     table.add_row("written", "\n".join(result["files"]))
     if "knn_file" in result:

@@ -332,6 +332,8 @@ def test_embed_writes_one_row_per_sampled_frame_of_each_video(
     command = ["embed", str(VIDEOS / "fork"), "--model", str(video_run), "-o", str(out), "--json"]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # the rows are frames: of how many videos, at what rate
+    assert (report["images"], report["videos"], report["fps"]) == (160, 4, 10.0)
     names = json.loads(out.with_suffix(".names.json").read_text())
     assert len(names) == len(np.load(out)) == 4 * 40  # the run's 10 fps, 4 s each
     assert names[0] == "0_000_left.mp4@0.00s" and names[41] == "0_000_right.mp4@0.10s"
