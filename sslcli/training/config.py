@@ -559,10 +559,13 @@ def resolve_config(request: TrainingRequest, world_size: int) -> TrainingConfig:
 
 
 def _holds_only_videos(root: Path) -> bool:
-    """Whether ``root`` is a folder of videos and no images (views are cut from frames)."""
+    """Whether ``root`` is a video file or a folder of videos and no images (views are then
+    cut from the frames)."""
     from sslcli.data.images import holds_images
-    from sslcli.data.video import holds_videos
+    from sslcli.data.video import holds_videos, is_video
 
+    if root.is_file():
+        return is_video(root)
     return root.is_dir() and not holds_images(root) and holds_videos(root)
 
 

@@ -182,6 +182,14 @@ def test_views_of_video_frames_train_an_encoder_that_resumes_exactly_and_embeds(
     trained = runner.invoke(app, ["train-latent", str(videos), *latent])
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["step"] == 4
+    # one video file is a folder of one; too few frames for a batch is one sentence
+    one = videos / "1_049.mp4"
+    few = runner.invoke(app, ["train-siamese", str(one), *_frame_options(tmp_path, "one")])
+    assert few.exit_code == 2, few.output
+    said = " ".join(few.stderr.split())
+    assert "8 frame(s) at 2 fps in the 1 usable video(s) of" in said, said
+    assert "fewer than --batch-size 16" in said, said
+    assert not (tmp_path / "one" / "checkpoints").exists()
 
 
 def test_energy_along_a_video_gives_f_at_every_future_frame_and_a_curve(
