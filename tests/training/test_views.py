@@ -140,3 +140,32 @@ def test_the_view_sheet_shows_each_image_beside_its_views(
     shown = torch.from_numpy(cell[::4, ::4].copy()).permute(2, 0, 1).float() / 255
     torch.testing.assert_close(shown, views[0][0], atol=1 / 255 + 1e-6, rtol=0)
     assert view_sheet([batches.images.pixels(0)], [v[:1] for v in views]).size[1] == 136
+
+
+def test_views_of_video_frames_split_across_ranks_as_one_process_draws_them() -> None:
+    """Frames served by ``FrameImages`` (2 sample videos at 5 fps, 40 frames): the 2 ranks'
+    views of each step, put together, are one process's, bit for bit, across an epoch."""
+    from types import SimpleNamespace
+
+    from sslcli.data.video import FrameImages, decode_video
+
+    paths = sorted((SAMPLE / "videos" / "bounce").glob("*.mp4"))[:2]
+    frames = FrameImages([decode_video(path, 5, 40, keep_aspect=True) for path in paths])
+    preset = customise(PRESETS.create("simclr"), {"size": 32}, {})
+
+    def views(world_size: int, rank: int) -> list[list[torch.Tensor]]:
+        config = SimpleNamespace(
+            seed=0, batch_size=8, per_device_batch=8 // world_size, local_crops=0
+        )
+        runtime = Runtime(torch.device("cpu"), "fp32", 0, rank=rank, world_size=world_size)
+        batches = ViewBatches(frames, config, preset, runtime, steps_per_epoch=5)
+        return [batches.views(step) for step in (0, 4, 5, 9)]  # epochs 0 and 1
+
+    one = views(1, 0)
+    ranks = [views(2, rank) for rank in (0, 1)]
+    for step, drawn in enumerate(one):
+        assert len(drawn) == 2 and drawn[0].shape == (8, 3, 32, 32)
+        for view, batch in enumerate(drawn):
+            shares = torch.cat([ranks[0][step][view], ranks[1][step][view]])
+            assert torch.equal(shares, batch), (step, view)
+    assert not torch.equal(one[0][0], one[2][0])  # the next epoch draws other views
