@@ -338,9 +338,9 @@ def _video_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
 
 
 def _frame_data(config: TrainingConfig, runtime: Runtime) -> _TrainingData:
-    """A folder of videos trained on image views: every frame sampled at ``--fps`` is an
-    image, kept at its video's aspect with the shorter side bounded by the store's
-    resolution, and views are cut from it as from a stored image."""
+    """A video file or a folder of videos trained on image views: every frame sampled at
+    ``--fps`` is an image, kept at its video's aspect with the shorter side bounded by the
+    store's resolution, and views are cut from it as from a stored image."""
     from sslcli.data.video import FrameImages
     from sslcli.training.views import ViewBatches
 
